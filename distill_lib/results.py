@@ -1,0 +1,125 @@
+"""Run results on disk: ``metrics.json`` written atomically, read back, flattened for tables.
+
+Every notebook ends with ``write_metrics(run_dir, params=..., metrics=...)``; the runner and the
+sweep read these files back to build their summary table and ``results.csv``. Files are written
+to a temporary file in the same directory and then renamed (``os.replace``), so a crash or a
+Ctrl-C never leaves a half-written file that a later resume would trust.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+METRICS_FILE = "metrics.json"
+
+
+def to_jsonable(value):
+    """``value`` with numpy/torch scalars and arrays, tuples, sets and paths made JSON-safe.
+
+    Non-finite floats (NaN, +-inf) become ``None`` (``null`` in the file): JSON has no NaN, and a
+    diverged run's metric is better read as "missing" than as a fake number.
+    """
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist"):  # numpy/torch scalars and arrays, without importing either
+        return to_jsonable(value.tolist())
+    if hasattr(value, "item"):
+        return to_jsonable(value.item())
+    raise TypeError(f"cannot store a {type(value).__name__} in JSON: {value!r}")
+
+
+def write_json_atomic(path, data) -> Path:
+    """Write ``data`` (made JSON-safe) to ``path`` through a temp file + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
+    write_text_atomic(path, text)
+    return path
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step; the temp file is removed if anything fails."""
+    path = Path(path)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as temp_file:
+            temp_file.write(text)
+            temp_file.flush()
+            os.fsync(temp_file.fileno())
+        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_metrics(run_dir, *, params: dict, metrics: dict, timings: dict | None = None) -> Path:
+    """Write ``<run_dir>/metrics.json`` atomically and return its path.
+
+    Keys: ``params``, ``metrics``, ``timings``, ``versions`` (python, torch, torchvision,
+    distill_lib when importable), ``device`` (CUDA device name or "cpu" with the CPU count) and
+    ``created`` (UTC, ISO 8601). numpy/torch scalars and tuples are converted; NaN and infinite
+    values are written as ``null``.
+    """
+    record = {
+        "params": params,
+        "metrics": metrics,
+        "timings": timings or {},
+        "versions": _versions(),
+        "device": _device(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return write_json_atomic(Path(run_dir) / METRICS_FILE, record)
+
+
+def read_metrics(run_dir) -> dict:
+    """The record written by :func:`write_metrics` (``FileNotFoundError`` if there is none)."""
+    return json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
+
+
+def flatten_numbers(tree: dict, prefix: str = "") -> dict:
+    """Numeric leaves of a nested dict as ``{"dotted.key": number}`` (bools and text skipped)."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_numbers(value, prefix=f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = value
+    return flat
+
+
+def _versions() -> dict:
+    # Imported lazily and guarded: metrics must be written even where torch is missing or broken.
+    versions = {"python": platform.python_version()}
+    for module_name in ("torch", "torchvision", "distill_lib"):
+        try:
+            module = __import__(module_name)
+            versions[module_name] = getattr(module, "__version__", "unknown")
+        except Exception:
+            continue
+    return versions
+
+
+def _device() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(torch.cuda.current_device())
+    except Exception:
+        pass
+    return f"cpu ({os.cpu_count()} cores)"
