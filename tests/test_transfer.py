@@ -1,0 +1,350 @@
+"""Transfer tasks, label budgets and arms (notebook 03).
+
+Oracles: every synthetic image carries its own id in two pixels, so what a split holds, what a
+model was trained on and what the teacher saw are read back from the pixels themselves, never
+from the code's bookkeeping. Class counts come from torch.bincount, normalisation from
+torchvision's Normalize, statistics from Python's statistics module.
+"""
+import math
+import statistics
+
+import pytest
+import torch
+
+import distill_lib as dl
+from distill_lib import cache
+from distill_lib.data import Dataset
+from distill_lib.transfer import (UNLABELLED, class_split_task, cross_dataset_task, load_task, parse_budgets,
+                                  parse_classes, split_budget)
+from distill_lib.transfer_arms import (ARMS, TEACHER, UPPER_BOUND, Arm, FrozenBackbone, Recipe, fine_tune_teacher,
+                                       initial_student, replace_head, run_experiment, train_arm, training_set)
+from distill_lib.transfer_models import ImageNetInput, check_architectures, source_models, torchvision_resnet
+from distill_lib import transfer_viz
+
+SHAPE = (1, 8, 8)
+FAST = Recipe(steps=3, batch_size=16)
+
+
+def id_dataset(labels, first_id=0, shape=SHAPE, split="train", classes=10) -> Dataset:
+    """Random images whose first two pixels encode a unique id (low byte, high byte)."""
+    labels = torch.as_tensor(labels)
+    n = len(labels)
+    images = torch.rand(n, *shape, generator=torch.Generator().manual_seed(first_id))
+    ids = torch.arange(first_id, first_id + n)
+    images.view(n, -1)[:, 0] = (ids % 256) / 255
+    images.view(n, -1)[:, 1] = (ids // 256) / 255
+    return Dataset("synthetic", split, images, labels, [f"class{i}" for i in range(classes)])
+
+
+def ids_of(images: torch.Tensor) -> set:
+    pixels = (images.flatten(1)[:, :2] * 255).round().long()
+    return set((pixels[:, 0] + 256 * pixels[:, 1]).tolist())
+
+
+@pytest.fixture
+def task():
+    train = id_dataset(torch.arange(10).repeat(12))            # 12 images per class, ids 0..119
+    test = id_dataset(torch.arange(10).repeat(3), first_id=1000, split="test")
+    return class_split_task(train, test, (0, 2, 4, 6, 8))
+
+
+def recorder(model, seen: list):
+    """Record the ids of every batch the model sees while training (shared by deep copies)."""
+    def hook(module, inputs):
+        if module.training:
+            seen.append(ids_of(inputs[0]))
+    model.register_forward_pre_hook(hook)
+    return model
+
+
+def mlp(num_classes, seed):
+    return dl.build_model("mlp-tiny", num_classes, in_shape=SHAPE, seed=seed)
+
+
+# ------------------------------------------------------------------------------ splits
+def test_class_split_is_disjoint_complete_and_renumbered(task):
+    train_ids = set(range(120))
+    source, target = ids_of(task.source_train.images), ids_of(task.target_train.images)
+    assert source.isdisjoint(target) and source | target == train_ids
+    assert task.source_train.classes == ["class0", "class2", "class4", "class6", "class8"]
+    assert task.target_classes == ["class1", "class3", "class5", "class7", "class9"]
+    # id i has original label i % 10, so the renumbering is checked against the pixels
+    for data, offset in ((task.target_train, 1), (task.source_train, 0)):
+        original = torch.tensor([i % 10 for i in sorted(ids_of(data.images))])
+        order = torch.tensor(sorted(range(len(data)), key=lambda k: ids_of(data.images[k:k + 1]).pop()))
+        assert torch.equal(data.labels[order] * 2 + offset, original)
+    assert torch.equal(torch.bincount(task.target_test.labels), torch.full((5,), 3))
+    assert ids_of(task.target_test.images) <= set(range(1000, 1030))
+
+
+def test_budget_is_exact_stratified_and_leak_free(task):
+    test_ids = ids_of(task.target_test.images)
+    for per_class in (1, 5, 12):
+        split = split_budget(task, per_class, seed=3)
+        labelled, unlabelled = split.labelled(task), split.transfer_set(task)
+        assert torch.equal(torch.bincount(labelled.labels, minlength=5), torch.full((5,), per_class))
+        pool = unlabelled.images[unlabelled.labels == UNLABELLED]
+        assert ids_of(labelled.images).isdisjoint(ids_of(pool))
+        assert ids_of(labelled.images) | ids_of(pool) == ids_of(task.target_train.images)
+        assert test_ids.isdisjoint(ids_of(unlabelled.images))
+        assert len(pool) == len(task.target_train) - 5 * per_class
+
+
+def test_transfer_set_hides_exactly_the_pool_labels(task):
+    split = split_budget(task, 4, seed=0)
+    data = split.transfer_set(task)
+    kept = data.labels != UNLABELLED
+    assert int(kept.sum()) == 20
+    truth = {i: (i % 10 - 1) // 2 for i in range(120)}  # target class 2k+1 -> label k
+    for k in torch.nonzero(kept).flatten().tolist():
+        assert data.labels[k] == truth[ids_of(data.images[k:k + 1]).pop()]
+
+
+def test_budget_draw_is_repeatable_nested_and_seeded(task):
+    a, b = split_budget(task, 3, seed=1), split_budget(task, 3, seed=1)
+    assert torch.equal(a.labelled_rows, b.labelled_rows)
+    assert not torch.equal(a.labelled_rows, split_budget(task, 3, seed=2).labelled_rows)
+    bigger = split_budget(task, 6, seed=1)  # more labels add to the same labelled images
+    assert set(a.labelled_rows.tolist()) <= set(bigger.labelled_rows.tolist())
+
+
+def test_real_fashion_split_is_disjoint_and_stratified():
+    task = load_task("fashion-split", "fashion-mnist-mini", source_classes="0,2,5,7,8")
+    assert task.target_classes == ["Trouser", "Dress", "Coat", "Shirt", "Ankle boot"]
+    assert torch.equal(torch.bincount(task.target_train.labels), torch.full((5,), 1000))
+    assert torch.equal(torch.bincount(task.target_test.labels), torch.full((5,), 200))
+    assert set(task.source_rows.tolist()).isdisjoint(task.target_rows.tolist())
+    assert len(task.source_rows) + len(task.target_rows) == 10_000
+
+
+@pytest.mark.parametrize("text, message", [("0,0", "distinct"), ("a,b", "comma-separated"), ("10", "distinct"),
+                                           ("0,1,2,3,4,5,6,7,8", "fewer than 2")])
+def test_bad_source_classes_are_refused(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_classes(text, 10)
+
+
+def test_budgets_parse_and_refuse():
+    assert parse_budgets("100, 10,all,10", 1000) == [10, 100, 1000]
+    for bad in ("0", "1001", "ten", "-5"):
+        with pytest.raises(ValueError, match="budgets"):
+            parse_budgets(bad, 1000)
+
+
+def test_budget_larger_than_the_class_is_refused(task):
+    with pytest.raises(ValueError, match="per_class=13"):
+        split_budget(task, 13, seed=0)
+
+
+# ------------------------------------------------------------------------------ arms
+@pytest.mark.parametrize("key", list(ARMS))
+def test_each_arm_trains_on_what_it_claims(key, task):
+    split = split_budget(task, 2, seed=0)
+    labelled_ids = ids_of(split.labelled(task).images)
+    student_seen, teacher_seen = [], []
+    source = recorder(mlp(5, seed=1), student_seen)
+    teacher = recorder(mlp(5, seed=2), teacher_seen).eval()
+    build = lambda k, seed: recorder(mlp(k, seed), student_seen)  # noqa: E731
+    cache.clear_cache()
+    train_arm(key, task, split, FAST, build_student=build, source_student=source, teacher=teacher, seed=0, device="cpu")
+    seen = set().union(*student_seen)
+    expected = labelled_ids if ARMS[key].data == "labelled" else ids_of(task.target_train.images)
+    assert seen == expected
+    assert not teacher_seen  # the teacher never trains inside an arm
+    data = training_set(ARMS[key], task, split)
+    assert int((data.labels == UNLABELLED).sum()) == len(expected) - len(labelled_ids)
+
+
+def test_distilling_arms_ask_the_teacher_about_their_images(task):
+    split = split_budget(task, 2, seed=0)
+    for key in ARMS:
+        asked = []
+        teacher = mlp(5, seed=2).eval()
+        teacher.register_forward_pre_hook(lambda module, inputs: asked.append(ids_of(inputs[0])))
+        cache.clear_cache()
+        train_arm(key, task, split, FAST, build_student=mlp, source_student=mlp(5, 1), teacher=teacher,
+                  seed=0, device="cpu")
+        expected = ids_of(training_set(ARMS[key], task, split).images) if ARMS[key].teacher else set()
+        assert set().union(*asked) == expected, key
+
+
+def test_students_start_from_identical_or_source_weights():
+    source = mlp(5, seed=7)
+    starts = {key: initial_student(arm, mlp, source, 3, seed=0) for key, arm in ARMS.items()}
+    fresh = mlp(3, seed=0)
+    for key, model in starts.items():
+        model = model.model if isinstance(model, FrozenBackbone) else model
+        reference = fresh if ARMS[key].init == "scratch" else source
+        for (name, p), (_, q) in zip(model.stages.named_parameters(), reference.stages.named_parameters()):
+            assert torch.equal(p, q), (key, name)
+        assert model.head.out_features == 3
+    heads = [starts[k].model.head if k == "frozen" else starts[k].head for k in ARMS if ARMS[k].init == "source"]
+    assert all(torch.equal(h.weight, heads[0].weight) for h in heads)
+
+
+def test_frozen_arm_keeps_features_and_batch_norm_statistics(task):
+    cnn = lambda k, seed: dl.build_model("cnn-small", k, in_shape=SHAPE, seed=seed, channels=(4, 8))  # noqa: E731
+    source = cnn(5, 1)
+    split = split_budget(task, 3, seed=0)
+    before = {k: v.clone() for k, v in source.state_dict().items()}
+    frozen = train_arm("frozen", task, split, FAST, build_student=cnn, source_student=source, teacher=None,
+                       seed=0, device="cpu").model
+    tuned = train_arm("finetune", task, split, FAST, build_student=cnn, source_student=source, teacher=None,
+                      seed=0, device="cpu")
+    for name, value in frozen.stages.state_dict().items():
+        assert torch.equal(value, before[f"stages.{name}"]), name  # weights and BN running stats
+    assert any(not torch.equal(v, before[f"stages.{n}"]) for n, v in tuned.stages.state_dict().items())
+    assert not torch.equal(frozen.head[-1].weight, replace_head(source, 5, 0).head[-1].weight)
+
+
+def test_replace_head_leaves_the_source_untouched():
+    source = mlp(5, seed=0)
+    original = source.head.weight.clone()
+    new = replace_head(source, 3, seed=1)
+    assert new.head.out_features == 3 and torch.equal(source.head.weight, original)
+    assert new.num_classes == 3 and source.num_classes == 5
+    assert torch.equal(replace_head(source, 3, seed=1).head.weight, new.head.weight)
+
+
+def test_teacher_of_a_budget_sees_only_its_labelled_images(task):
+    split = split_budget(task, 3, seed=0)
+    seen = []
+    fine_tune_teacher(recorder(mlp(5, 4), seen), task, split, FAST, seed=0, device="cpu")
+    assert set().union(*seen) == ids_of(split.labelled(task).images)
+
+
+def test_recipe_epochs_give_at_least_the_steps():
+    recipe = Recipe(steps=150, batch_size=128)
+    assert recipe.epochs_for(50) == 150          # one batch per epoch
+    assert recipe.epochs_for(5000) == 4          # 40 batches per epoch: 160 >= 150 updates
+    with pytest.raises(ValueError, match="alpha"):
+        Recipe(alpha=1.5)
+    with pytest.raises(ValueError, match="without a teacher"):
+        Arm("bad", "scratch", "labelled+unlabelled", teacher=False)
+
+
+def test_experiment_records_every_arm_budget_and_the_upper_bound(task):
+    sources = {"student": mlp(5, 1), "teacher": mlp(5, 2)}
+    records = run_experiment(task, [2, 5], [0, 1], sources_for_seed=lambda seed: sources, build_student=mlp,
+                             recipe=FAST, progress="off")
+    for seed in (0, 1):
+        for per_class in (2, 5):
+            got = {r["model"] for r in records if r["seed"] == seed and r["per_class"] == per_class}
+            assert got == set(ARMS) | {TEACHER}
+        upper = [r for r in records if r["seed"] == seed and r["model"] == UPPER_BOUND]
+        assert len(upper) == 1 and upper[0]["train_images"] == len(task.target_train)
+    assert all("agreement" in r for r in records if r["model"] in ARMS)
+    with pytest.raises(ValueError, match="budget 13"):
+        run_experiment(task, [13], [0], sources_for_seed=lambda s: sources, build_student=mlp, recipe=FAST)
+
+
+# ------------------------------------------------------------------------------ online paths, offline stand-ins
+def test_imagenet_input_matches_torchvision_normalize():
+    from torchvision.transforms import Normalize
+    images = torch.rand(4, 3, 32, 32)
+    expected = Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(images)
+    assert torch.allclose(ImageNetInput()((images - 0.5) / 0.5), expected, atol=1e-6)
+
+
+def test_resnet_path_with_random_weights_and_fake_cifar():
+    fake = id_dataset(torch.arange(10).repeat(2), shape=(3, 32, 32))
+    test = id_dataset(torch.arange(10), first_id=500, shape=(3, 32, 32), split="test")
+    task = cross_dataset_task("fake imagenet -> fake cifar", None, None, fake, test)
+    check_architectures("imagenet-resnet18", "resnet18", "resnet18")
+    sources = source_models("imagenet-resnet18", task, student="resnet18", teacher="resnet18", recipe=FAST,
+                            seed=0, device="cpu", source_steps=1, weights=None)
+    assert sources["student"](fake.images[:2]).shape == (2, 1000)
+    before = {k: v.clone() for k, v in sources["student"].stages.state_dict().items()}
+    split = split_budget(task, 1, seed=0)
+    model = train_arm("frozen", task, split, Recipe(steps=1, batch_size=10), build_student=None,
+                      source_student=sources["student"], teacher=None, seed=0, device="cpu")
+    assert model(test.images[:3]).shape == (3, 10)
+    assert all(torch.equal(v, before[k]) for k, v in model.model.stages.state_dict().items())
+    fresh = [torchvision_resnet("resnet18", 10, seed=3) for _ in range(2)]  # the scratch arms' student
+    assert all(torch.equal(p, q) for p, q in zip(fresh[0].parameters(), fresh[1].parameters()))
+
+
+def test_mnist_path_pretrains_on_the_source_images():
+    source = id_dataset(torch.arange(10).repeat(3), first_id=2000)
+    target = id_dataset(torch.arange(10).repeat(4))
+    test = id_dataset(torch.arange(10), first_id=3000, split="test")
+    task = cross_dataset_task("fake mnist -> fake fashion", source, None, target, test)
+    sources = source_models("mnist", task, student="mlp-tiny", teacher="mlp-small", recipe=FAST, seed=0,
+                            device="cpu", source_steps=2)
+    assert sources["student"].num_classes == 10 and sources["teacher"].arch["name"] == "mlp-small"
+    records = run_experiment(task, [1], [0], sources_for_seed=lambda seed: sources,
+                             build_student=lambda k, s: dl.build_model("mlp-tiny", k, in_shape=SHAPE, seed=s),
+                             recipe=FAST, progress="off")
+    assert {r["model"] for r in records} == set(ARMS) | {TEACHER, UPPER_BOUND}
+    with pytest.raises(ValueError, match="same shape"):
+        cross_dataset_task("bad", id_dataset([0, 1], shape=(1, 4, 4)), None, target, test)
+    with pytest.raises(ValueError, match="student='resnet18'"):
+        check_architectures("mnist", "resnet18", "mlp-small")
+
+
+# ------------------------------------------------------------------------------ summaries and reading
+def fake_records():
+    accuracy = {"scratch": (0.80, 0.82), "finetune": (0.86, 0.86), "frozen": (0.70, 0.72), "kd_labelled": (0.81, 0.81),
+                "kd_unlabelled": (0.84, 0.85), "finetune_kd": (0.88, 0.89), TEACHER: (0.85, 0.86)}
+    records = []
+    for per_class, shift in ((10, 0.0), (100, 0.05)):
+        for seed in (0, 1):
+            for model, accs in accuracy.items():
+                extra = {} if model == TEACHER else {"agreement": 0.9}
+                records.append({"model": model, "per_class": per_class, "seed": seed, "nll": 0.5, "ece": 0.05,
+                                "accuracy": accs[seed] + shift, **extra})
+        records.append({"model": UPPER_BOUND, "per_class": 1000, "seed": 0, "accuracy": 0.95, "nll": 0.2, "ece": 0.02})
+    return records
+
+
+def test_summary_and_gain_match_statistics():
+    table = transfer_viz.summary(fake_records(), "gain")
+    gains = [100 * (0.86 - 0.80), 100 * (0.86 - 0.82)]
+    mean, std, n = table["finetune"][10]
+    assert math.isclose(mean, statistics.mean(gains)) and math.isclose(std, statistics.stdev(gains)) and n == 2
+    acc = transfer_viz.summary(fake_records(), "accuracy")
+    assert math.isclose(acc["finetune_kd"][100][0], statistics.mean([0.93, 0.94]))
+
+
+def test_reading_reports_gains_with_the_noise_yardstick():
+    lines = transfer_viz.reading(fake_records(), test_images=10_000)
+    se = 100 * math.sqrt(0.81 * 0.19 / 10_000)
+    assert f"{se:.1f} points" in lines[0]
+    assert "'fine-tune + KD (+ unlabelled)' at 88.5%" in lines[1] and "+7.5 points (a real gain)" in lines[1]
+    assert "-10.0 points (a real loss)" in lines[3]   # frozen features at 10 labels
+    assert "+0.0 points (within noise)" in lines[4]   # KD on labelled images only
+    assert "exceeds it by 3.0 points" in lines[6] and "95.0%" in lines[7]
+
+
+def test_metrics_json_has_accuracy_and_agreement_of_every_arm_per_budget():
+    metrics = transfer_viz.metrics_for_json(fake_records())
+    for arm in ARMS:
+        assert set(metrics["accuracy"][arm]) == {"10", "100"} and set(metrics["agreement"][arm]) == {"10", "100"}
+    assert metrics["accuracy"][UPPER_BOUND] == {"1000": 0.95}
+
+
+def test_overview_figure_draws_one_line_per_model():
+    fig = transfer_viz.overview_figure(fake_records())
+    accuracy_axis, gain_axis = fig.axes[0], fig.axes[1]
+    assert len(accuracy_axis.get_lines()) == len(ARMS) + 2  # arms, teacher, upper-bound line
+    assert len(gain_axis.get_lines()) == len(ARMS) - 1 + 1 + 1  # no scratch; teacher; zero line
+    explorer = transfer_viz.TransferExplorer(fake_records())
+    explorer.figure("ece", ["scratch", "finetune"])
+    assert explorer.state == {"metric": "ece", "models": ["scratch", "finetune"]}
+
+
+def test_imagenet_weights_are_not_fetched_without_permission(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: the weights cannot be there
+    fake = id_dataset(torch.arange(10), shape=(3, 32, 32))
+    task = cross_dataset_task("fake", None, None, fake, fake)
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        source_models("imagenet-resnet18", task, student="resnet18", teacher="resnet18", recipe=FAST, seed=0,
+                      device="cpu", source_steps=1)
+
+
+def test_explorer_widget_redraws_on_a_new_choice():
+    explorer = transfer_viz.TransferExplorer(fake_records())
+    metric, models = explorer.widget().children[0].children
+    metric.value = "agreement"
+    models.value = ("kd_unlabelled",)
+    assert explorer.state == {"metric": "agreement", "models": ["kd_unlabelled"]}
