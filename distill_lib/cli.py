@@ -15,7 +15,9 @@ register them in ``SUBCOMMANDS``.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from .runner import DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, PROFILES
 
@@ -155,8 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # `kill` (SIGTERM) takes the same path as Ctrl-C: child notebooks and kernels are stopped
+    # and finished results kept, instead of the runner dying and leaving its kernels orphaned.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return args.handler(args)
     except ValueError as error:  # refused parameters, notebooks or options: nothing ran

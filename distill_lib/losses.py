@@ -106,6 +106,8 @@ class HintRegressor(nn.Module):
 
     def __init__(self, student_shape, teacher_shape):
         super().__init__()
+        _check_feature_shape("student_shape", student_shape)
+        _check_feature_shape("teacher_shape", teacher_shape)
         self.student_shape, self.teacher_shape = tuple(student_shape), tuple(teacher_shape)
         s_channels, t_channels = self.student_shape[0], self.teacher_shape[0]
         if len(self.teacher_shape) == 3 and len(self.student_shape) == 3:
@@ -114,6 +116,9 @@ class HintRegressor(nn.Module):
             self.map = nn.Linear(s_channels, t_channels)
 
     def forward(self, student_feature: torch.Tensor) -> torch.Tensor:
+        if tuple(student_feature.shape[1:]) != self.student_shape:
+            raise ValueError(f"student_feature has shape {tuple(student_feature.shape)}; this regressor "
+                             f"was built for batch x {self.student_shape}")
         if len(self.teacher_shape) == 1 and student_feature.ndim == 4:
             student_feature = student_feature.mean(dim=(2, 3))
         if isinstance(self.map, nn.Linear):
@@ -122,7 +127,7 @@ class HintRegressor(nn.Module):
         size = self.teacher_shape[1:]
         if tuple(out.shape[2:]) == size:
             return out
-        if out.shape[2] >= size[0]:
+        if out.shape[2] >= size[0] and out.shape[3] >= size[1]:  # student map larger: average it down
             return F.adaptive_avg_pool2d(out, size)
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
 
@@ -133,4 +138,14 @@ def hint_loss(student_feature, teacher_feature, regressor: HintRegressor) -> tor
     target = teacher_feature
     if teacher_feature.ndim == 4 and prediction.ndim == 2:  # a vector student matches pooled maps
         target = teacher_feature.mean(dim=(2, 3))
+    if prediction.shape != target.shape:  # F.mse_loss would broadcast silently
+        raise ValueError(f"regressed student feature {tuple(prediction.shape)} and teacher feature "
+                         f"{tuple(target.shape)} differ; build the regressor with the teacher's feature shape")
     return F.mse_loss(prediction, target)
+
+
+def _check_feature_shape(name: str, shape) -> None:
+    shape = tuple(shape)
+    if len(shape) not in (1, 3) or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ValueError(f"{name} must be a feature shape without the batch dimension, (C,) or "
+                         f"(C, H, W) with positive integers; got {shape}")

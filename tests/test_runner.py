@@ -294,3 +294,19 @@ def test_interrupted_sweep_keeps_finished_runs(tmp_path):
     assert json.loads((hung / "run.json").read_text())["status"] == "interrupted"
     assert_gone(executions(hung)[0])
     assert math.isclose(float(rows["sleep_s=0"]["loss"]), 0.5)
+
+
+def test_sigterm_stops_the_run_and_its_kernel(tmp_path):
+    """`kill RUNNER` must not orphan the notebook's papermill child and kernel."""
+    pid_log = tmp_path / "out" / "probe" / "executions.log"  # the probe writes its kernel's pid there
+    proc = subprocess.Popen([sys.executable, "-m", "distill_lib", "run", str(PROBE), "--out", str(tmp_path / "out"),
+                             "-p", "sleep_s", "120"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (pid_log.exists() and pid_log.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    kernel_pid = int(pid_log.read_text().split()[0])
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(kernel_pid, 0)
