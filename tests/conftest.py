@@ -1,8 +1,13 @@
 import os
 import tempfile
 
-import pytest
-import torch
+# On a shared 2-core machine OpenMP's busy-waiting threads slow torch by 10x or more when any
+# other process wants a core; passive waiting costs almost nothing when the machine is idle.
+# Set before torch loads (and inherited by the notebook kernels the tests start).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Trained teachers go to a throwaway cache, never the user's ~/.cache, during tests.
 os.environ.setdefault("DISTILL_LIB_CACHE", tempfile.mkdtemp(prefix="distill-test-cache-"))
