@@ -18,7 +18,7 @@ has then won and its gradients no longer guide the student.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,39 +29,24 @@ from .batches import TensorBatches
 from .evaluate import metrics_from_logits, predict_logits
 from .losses import kd_loss, soft_targets
 from .progress import Progress
-from .train import (TrainingDiverged, _check_common, _make_optimizer, _make_schedule, autocast,
+from .train import (History, TrainingDiverged, _check_common, _make_optimizer, _make_schedule, autocast,
                     prepare_model, resolve_device)
 
 STATS = ("train_loss", "match_loss", "generator_loss", "disc_loss", "disc_acc_teacher", "disc_acc_student")
 
 
 @dataclass
-class AdversarialHistory:
+class AdversarialHistory(History):
     """Per-epoch means over the training batches (``D``'s accuracies measured before its step),
     the adversarial weight in force, evaluation metrics (with ``D``'s held-out accuracies)."""
-
-    train_loss: list = field(default_factory=list)        # the student's whole objective
+    # train_loss (the student's whole objective), eval_metrics, epoch_seconds, final and config
+    # come from History, as do curve(), seconds and to_dict().
     match_loss: list = field(default_factory=list)        # its kd_weight * (CE + KD) part
     generator_loss: list = field(default_factory=list)    # BCE(D(p_s), 1), before weighting
     disc_loss: list = field(default_factory=list)
     disc_acc_teacher: list = field(default_factory=list)  # teacher outputs called "teacher"
     disc_acc_student: list = field(default_factory=list)  # student outputs called "student"
     adv_weight: list = field(default_factory=list)
-    eval_metrics: list = field(default_factory=list)
-    epoch_seconds: list = field(default_factory=list)
-    final: dict = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
-
-    def curve(self, metric: str) -> list:
-        """One evaluation metric over epochs, e.g. ``history.curve("disc_acc_student")``."""
-        return [m[metric] for m in self.eval_metrics]
-
-    @property
-    def seconds(self) -> float:
-        return float(sum(self.epoch_seconds))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class SaturationWatch:
