@@ -324,7 +324,8 @@ def _draw(groups: dict, x_name: str, line_name: str | None, metric: str, title: 
     if not numeric:
         axes.set_xticks(range(len(x_values)), [str(x) for x in x_values])
     n_text = "/".join(map(str, sorted(runs_per_point)))
-    axes.set(xlabel=x_name, ylabel=metric, title=f"{title}: {metric}, mean ± std over {n_text} runs per point")
+    axes.set(xlabel=x_name, ylabel=metric)  # two title lines: a long notebook name must not be cut off
+    axes.set_title(f"{title}\n{metric}, mean ± std over {n_text} runs per point", fontsize=10)
     if line_name:
         axes.legend(title=None)
     axes.grid(alpha=0.3)
