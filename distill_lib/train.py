@@ -9,6 +9,7 @@ Loss convention (see ``losses``):
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -114,15 +115,16 @@ def run_epochs(model, batches, step_loss, *, epochs, lr, weight_decay, optimizer
             model.train()
             for images, labels, index in batches:
                 loss = step_loss(images, labels, index)
-                if not torch.isfinite(loss):
+                value = loss.item()  # one device sync per step, for the check and the epoch mean
+                if not math.isfinite(value):
                     raise TrainingDiverged(
-                        f"{desc}: loss became {loss.item()} at epoch {epoch}, step {count + 1}; "
+                        f"{desc}: loss became {value} at epoch {epoch}, step {count + 1}; "
                         f"training stopped. Try a lower lr (now {lr}) or check the inputs.", history)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                total, count = total + loss.item(), count + 1
+                total, count = total + value, count + 1
                 bar.update(1)
             history.train_loss.append(total / count)
             history.epoch_seconds.append(time.perf_counter() - started)
