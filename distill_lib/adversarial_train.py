@@ -29,7 +29,7 @@ from .batches import TensorBatches
 from .evaluate import metrics_from_logits, predict_logits
 from .losses import kd_loss, soft_targets
 from .progress import Progress
-from .train import (History, TrainingDiverged, _check_common, _make_optimizer, _make_schedule, autocast,
+from .train import (History, TrainingDiverged, check_training_args, make_optimizer, make_schedule, autocast,
                     prepare_model, resolve_device)
 
 STATS = ("train_loss", "match_loss", "generator_loss", "disc_loss", "disc_acc_teacher", "disc_acc_student")
@@ -160,7 +160,7 @@ def adversarial_distill(student, teacher, train_set, *, discriminator: Discrimin
     cross-entropy, ``kd_weight=0`` is adversarial only. The teacher's logits are cached (no
     augmentation here), so five runs on the same data cost one teacher pass.
     """
-    _check_common(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
+    check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
     _check_adversarial(discriminator, temperature, alpha, kd_weight, adv_weight, warmup_epochs, epochs,
                        d_lr, real_target)
     watch = SaturationWatch(saturation, patience)
@@ -171,8 +171,8 @@ def adversarial_distill(student, teacher, train_set, *, discriminator: Discrimin
     train_logits = cache.teacher_logits(teacher, train_set, device=device).to(device)
     eval_logits = cache.teacher_logits(teacher, eval_set, device=device) if eval_set is not None else None
     batches = TensorBatches(train_set.images, train_set.labels, batch_size=batch_size, device=device, seed=seed)
-    student_opt = _make_optimizer(student.parameters(), optimizer, lr, weight_decay)
-    student_schedule = _make_schedule(student_opt, schedule, lr, epochs * len(batches))
+    student_opt = make_optimizer(student.parameters(), optimizer, lr, weight_decay)
+    student_schedule = make_schedule(student_opt, schedule, lr, epochs * len(batches))
     # betas=(0.5, 0.999): the usual GAN setting (Radford et al. 2016); less momentum chasing a moving target
     disc_opt = torch.optim.Adam(discriminator.parameters(), lr=d_lr, betas=(0.5, 0.999), foreach=True)
     settings = dict(temperature=temperature, alpha=alpha, kd_weight=kd_weight, real_target=real_target)

@@ -66,7 +66,8 @@ def resolve_device(device) -> torch.device:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}") from None
 
 
-def _check_common(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule) -> None:
+def check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule) -> None:
+    """The checks every training loop (fit, distill, adversarial_train) makes before any work."""
     checks.positive_int("epochs", epochs)
     checks.positive_int("batch_size", batch_size)
     checks.positive_number("lr", lr)
@@ -76,13 +77,15 @@ def _check_common(epochs, batch_size, lr, weight_decay, seed, optimizer, schedul
     checks.one_of("schedule", schedule, SCHEDULES)
 
 
-def _make_optimizer(params, name, lr, weight_decay):
+def make_optimizer(params, name, lr, weight_decay):
+    """AdamW for "adam" (decoupled weight decay), else SGD with Nesterov momentum 0.9."""
     if name == "adam":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
 
 
-def _make_schedule(optimizer, name, lr, total_steps):
+def make_schedule(optimizer, name, lr, total_steps):
+    """A per-step learning-rate schedule: "onecycle", "cosine" or "constant"."""
     if name == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps)
     if name == "cosine":
@@ -106,8 +109,8 @@ def run_epochs(model, batches, step_loss, *, epochs, lr, weight_decay, optimizer
                 evaluate_fn, desc, progress, extra_params=()) -> History:
     """The one training loop: optimise ``step_loss(images, labels, index)`` for ``epochs``."""
     params = list(model.parameters()) + list(extra_params)
-    opt = _make_optimizer(params, optimizer, lr, weight_decay)
-    sched = _make_schedule(opt, schedule, lr, epochs * len(batches))
+    opt = make_optimizer(params, optimizer, lr, weight_decay)
+    sched = make_schedule(opt, schedule, lr, epochs * len(batches))
     history = History()
     with Progress(epochs * len(batches), desc, progress) as bar:
         for epoch in range(1, epochs + 1):
@@ -153,7 +156,7 @@ def fit(model, train_set, *, epochs: int = 10, batch_size: int = 128, lr: float 
         optimizer: str = "adam", schedule: str = "onecycle", label_smoothing: float = 0.0,
         progress: str | None = None, desc: str = "fit") -> History:
     """Train ``model`` with cross-entropy on ``train_set``; evaluate on ``eval_set`` every epoch."""
-    _check_common(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
+    check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
     checks.fraction("label_smoothing", label_smoothing)
     device = resolve_device(device)
     torch.manual_seed(seed)  # dropout and anything else drawing from the global RNG
@@ -196,7 +199,7 @@ def distill(student, teacher, train_set, *, temperature: float = 4.0, alpha: flo
     teacher online otherwise; True insists on the cache (refused with augmentation); False
     always runs the teacher online. Labels of -1 mark unlabelled images (soft term only).
     """
-    _check_common(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
+    check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
     checks.positive_number("temperature", temperature)
     checks.fraction("alpha", alpha)
     checks.one_of("cache_logits", cache_logits, CACHE_MODES)
