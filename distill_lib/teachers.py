@@ -24,11 +24,12 @@ from .models import build_model
 from .train import fit, resolve_device
 
 SHIPPED_TEACHER = REPO_DATA_DIR / "teacher-fashion-mnist.pt"
-# The recipes. Augmentation (shift 2 px + horizontal flip) is what lets the teacher pass 93%.
+# The recipes. Augmentation (shift 2 px + horizontal flip) and a 40-epoch schedule take the full
+# teacher past 93% (15 epochs stopped at 92.5%: this small net underfits); see data/README.md.
 TEACHER_RECIPES = {
     "quick": {"model": "cnn-teacher", "dataset": "fashion-mnist-mini", "epochs": 6, "batch_size": 128,
               "lr": 3e-3, "weight_decay": 5e-4, "shift": 2, "flip": True, "label_smoothing": 0.0},
-    "full": {"model": "cnn-teacher", "dataset": "fashion-mnist", "epochs": 15, "batch_size": 128,
+    "full": {"model": "cnn-teacher", "dataset": "fashion-mnist", "epochs": 40, "batch_size": 128,
              "lr": 3e-3, "weight_decay": 5e-4, "shift": 2, "flip": True, "label_smoothing": 0.0},
 }
 PROFILES = tuple(TEACHER_RECIPES)
