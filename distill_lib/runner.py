@@ -95,6 +95,8 @@ class ChildProcesses:
     def add(self, proc) -> None:
         with self._lock:
             self._live.add(proc)
+        if self.stopping.is_set():  # started just as stop_all ran: it must not outlive the stop
+            kill_process_tree(proc)
 
     def discard(self, proc) -> None:
         with self._lock:

@@ -17,7 +17,7 @@ import queue
 import re
 import statistics
 import uuid
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -183,7 +183,7 @@ def _run_locally(specs: list[RunSpec], jobs: int, on_done) -> None:
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(run_in_slot, spec) for spec in specs]
         try:
-            for future in as_completed(futures):
+            for future in _as_they_finish(futures):
                 on_done(future.result())
         except KeyboardInterrupt:
             for future in futures:
@@ -193,6 +193,16 @@ def _run_locally(specs: list[RunSpec], jobs: int, on_done) -> None:
                 if not future.cancelled():
                     on_done(future.result())
             raise
+
+
+def _as_they_finish(futures, poll_s: float = 0.5):
+    """Yield futures as they finish. The main thread waits in short slices rather than one
+    unbounded lock wait, so a Ctrl-C or SIGTERM is acted on within ``poll_s`` whichever thread
+    the operating system delivered it to."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=poll_s, return_when=FIRST_COMPLETED)
+        yield from (future for future in futures if future in done)
 
 
 def _run_on_cluster(specs: list[RunSpec], cluster, on_done) -> None:

@@ -48,6 +48,18 @@ def executions(run_dir: Path) -> list[int]:
     return [int(line) for line in log.read_text().split()] if log.exists() else []
 
 
+def signal_and_wait(process: subprocess.Popen, signum, timeout: float = 60) -> str:
+    """Send ``signum`` and return the runner's stderr. A runner that does not stop in time is
+    made to dump every thread's stack (PYTHONFAULTHANDLER, SIGABRT), so a hang can be diagnosed."""
+    process.send_signal(signum)
+    try:
+        return process.communicate(timeout=timeout)[1] or ""
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        stacks = process.communicate(timeout=30)[1]
+        pytest.fail(f"the runner did not stop within {timeout} s of signal {signum}; its threads:\n{stacks}")
+
+
 def assert_gone(pid: int) -> None:
     """Checked at once: the runner kills and reaps the kernel itself, without waiting for
     ipykernel's own parent-poller to notice that papermill died."""
@@ -275,7 +287,7 @@ def test_sweep_on_a_dask_local_cluster(tmp_path):
 
 def test_interrupted_sweep_keeps_finished_runs(tmp_path):
     out = tmp_path / "sweep"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONFAULTHANDLER="1")
     command = [sys.executable, "-m", "distill_lib", "sweep", str(PROBE), "-p", "sleep_s", "0", "300",
                "--out", str(out)]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -285,8 +297,7 @@ def test_interrupted_sweep_keeps_finished_runs(tmp_path):
     while not executions(hung) and time.monotonic() < deadline:  # the second run's kernel is busy
         time.sleep(0.3)
     assert executions(hung), "the second run never started"
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    stderr = signal_and_wait(process, signal.SIGINT)
     assert process.returncode == 130, stderr
     assert read_metrics(out / "sleep_s=0")["metrics"]["accuracy"] == 10.0
     rows = read_csv(out / "results.csv")
@@ -300,13 +311,27 @@ def test_sigterm_stops_the_run_and_its_kernel(tmp_path):
     """`kill RUNNER` must not orphan the notebook's papermill child and kernel."""
     pid_log = tmp_path / "out" / "probe" / "executions.log"  # the probe writes its kernel's pid there
     proc = subprocess.Popen([sys.executable, "-m", "distill_lib", "run", str(PROBE), "--out", str(tmp_path / "out"),
-                             "-p", "sleep_s", "120"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "-p", "sleep_s", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONFAULTHANDLER="1"))
     deadline = time.monotonic() + 120
     while not (pid_log.exists() and pid_log.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.5)
     kernel_pid = int(pid_log.read_text().split()[0])
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 130
+    signal_and_wait(proc, signal.SIGTERM)
+    assert proc.returncode == 130
     time.sleep(1)
     with pytest.raises(ProcessLookupError):
         os.kill(kernel_pid, 0)
+
+
+def test_a_child_started_after_the_stop_is_killed_at_once():
+    """The race behind a hung Ctrl-C: a worker thread starts its child just as the main thread
+    stops all children. Registering it after the stop must kill it, not let it run on."""
+    from distill_lib.runner import ChildProcesses
+
+    children = ChildProcesses()
+    children.stop_all()
+    late = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = time.monotonic()
+    children.add(late)
+    assert late.wait(timeout=10) != 0 and time.monotonic() - started < 10
