@@ -48,6 +48,13 @@ def executions(run_dir: Path) -> list[int]:
     return [int(line) for line in log.read_text().split()] if log.exists() else []
 
 
+def sigint_as_at_a_terminal() -> None:
+    """Popen preexec_fn: give the child the default SIGINT disposition. A test run started in
+    the background by a non-interactive shell (`bash .ci/run &`) inherits SIGINT *ignored*;
+    Python then keeps ignoring it, and a Ctrl-C test would test nothing but that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def signal_and_wait(process: subprocess.Popen, signum, timeout: float = 60) -> str:
     """Send ``signum`` and return the runner's stderr. A runner that does not stop in time is
     made to dump every thread's stack (PYTHONFAULTHANDLER, SIGABRT), so a hang can be diagnosed."""
@@ -291,7 +298,7 @@ def test_interrupted_sweep_keeps_finished_runs(tmp_path):
     command = [sys.executable, "-m", "distill_lib", "sweep", str(PROBE), "-p", "sleep_s", "0", "300",
                "--out", str(out)]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_at_a_terminal)
     hung = out / "sleep_s=300"
     deadline = time.monotonic() + 120
     while not executions(hung) and time.monotonic() < deadline:  # the second run's kernel is busy
