@@ -11,7 +11,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from . import checks
-from .evaluate import metrics_from_logits, predict_logits
+from .evaluate import evaluate
 from .losses import SOFT_TERMS
 from .models import MODEL_PRESETS, build_model
 from .progress import Progress
@@ -62,8 +62,7 @@ def train_one(setting: dict, teacher, train_set, test_set, teacher_test_logits, 
     else:
         history = distill(model, teacher, train_set, temperature=setting["temperature"],
                           alpha=setting["alpha"], loss=setting["loss"], **common)
-    logits = predict_logits(model, test_set.images, device=device)
-    metrics = metrics_from_logits(logits, test_set.labels, teacher_test_logits)
+    metrics = evaluate(model, test_set, teacher_logits=teacher_test_logits, device=device)
     return {**setting, **metrics, "epochs": epochs, "seconds": round(history.seconds, 2)}
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import checks
-from .evaluate import metrics_from_logits, predict_logits
+from .evaluate import evaluate, metrics_from_logits, predict_logits
 from .progress import Progress
 from .train import distill, fit, resolve_device
 from .transfer import BudgetSplit, TransferTask, split_budget
@@ -137,6 +137,12 @@ def training_set(arm: Arm, task: TransferTask, split: BudgetSplit):
     return split.labelled(task) if arm.data == "labelled" else split.transfer_set(task)
 
 
+def training_size(arm: Arm, split: BudgetSplit) -> int:
+    """How many images ``training_set`` gives this arm, without building it."""
+    unlabelled = len(split.unlabelled_rows) if arm.data != "labelled" else 0
+    return len(split.labelled_rows) + unlabelled
+
+
 def initial_student(arm: Arm, build_student, source_student, num_classes: int, seed: int) -> nn.Module:
     """Fresh seeded weights, or the source model with a new head; wrapped when frozen."""
     if arm.init == "scratch":
@@ -201,10 +207,8 @@ def _evaluated_arm(key, task, split, recipe, *, sources, build_student, teacher,
     started = time.perf_counter()
     model = train_arm(key, task, split, recipe, build_student=build_student, source_student=sources["student"],
                       teacher=teacher, seed=seed, device=device)
-    logits = predict_logits(model, task.target_test.images, device=device)
-    metrics = metrics_from_logits(logits, task.target_test.labels, teacher_logits)
-    return _record(key, split, seed, metrics, time.perf_counter() - started,
-                   len(training_set(ARMS[key], task, split)))
+    metrics = evaluate(model, task.target_test, teacher_logits=teacher_logits, device=device)
+    return _record(key, split, seed, metrics, time.perf_counter() - started, training_size(ARMS[key], split))
 
 
 def run_seed(task, budgets, seed, *, sources, build_student, recipe, device, arms, bar) -> list:

@@ -17,7 +17,8 @@ from distill_lib.data import Dataset
 from distill_lib.transfer import (UNLABELLED, class_split_task, cross_dataset_task, load_task, parse_budgets,
                                   parse_classes, split_budget)
 from distill_lib.transfer_arms import (ARMS, TEACHER, UPPER_BOUND, Arm, FrozenBackbone, Recipe, fine_tune_teacher,
-                                       initial_student, replace_head, run_experiment, train_arm, training_set)
+                                       initial_student, replace_head, run_experiment, train_arm, training_set,
+                                       training_size)
 from distill_lib.transfer_models import ImageNetInput, check_architectures, source_models, torchvision_resnet
 from distill_lib import transfer_viz
 
@@ -153,6 +154,7 @@ def test_each_arm_trains_on_what_it_claims(key, task):
     assert not teacher_seen  # the teacher never trains inside an arm
     data = training_set(ARMS[key], task, split)
     assert int((data.labels == UNLABELLED).sum()) == len(expected) - len(labelled_ids)
+    assert training_size(ARMS[key], split) == len(expected)  # the count recorded without building the set
 
 
 def test_distilling_arms_ask_the_teacher_about_their_images(task):
