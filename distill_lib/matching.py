@@ -32,7 +32,7 @@ from . import checks
 from .batches import TensorBatches
 from .losses import HintRegressor, hint_loss, kd_loss
 from .models import feature_shapes
-from .train import autocast, make_evaluator, prepare_model, resolve_device, run_epochs
+from .train import autocast, check_training_args, make_evaluator, prepare_model, resolve_device, run_epochs
 
 
 # ------------------------------------------------------------------------ attention transfer
@@ -172,22 +172,27 @@ def make_regressor(recipe: Recipe, student_shapes: dict, targets: TeacherOutputs
         return HintRegressor(student_shapes[student_stage], tuple(targets.features[teacher_stage].shape[1:]))
 
 
-def _step_loss_fn(student, recipe, targets, regressor, device):
-    """The loss of one batch; the teacher's rows are looked up by the batch's dataset indices."""
-    def teacher_rows(tensor, index):
-        return tensor[index.cpu()].to(device)
+def _on_device(targets: TeacherOutputs, recipe: Recipe, device) -> TeacherOutputs:
+    """The logits and the stages ``recipe`` uses, moved to the training device once (as ``distill``
+    does with cached logits), so that every batch looks its rows up there without a copy."""
+    return TeacherOutputs(logits=targets.logits.to(device),
+                          features={stage: targets.features[stage].to(device) for stage in recipe.teacher_stages()})
 
+
+def _step_loss_fn(student, recipe, targets, regressor, device):
+    """The loss of one batch; the teacher's rows (``targets`` on ``device``) are looked up by the
+    batch's dataset indices."""
     def step_loss(images, labels, index):
         with autocast(device):
             logits, feats = student(images, return_features=True)
-        loss = kd_loss(logits.float(), teacher_rows(targets.logits, index), labels,
+        loss = kd_loss(logits.float(), targets.logits[index], labels,
                        temperature=recipe.temperature, alpha=recipe.alpha)
         if recipe.hint_weight > 0:
             s_stage, t_stage = recipe.hint_pair
-            target = teacher_rows(targets.features[t_stage], index)
+            target = targets.features[t_stage][index]
             loss = loss + recipe.hint_weight * hint_loss(feats[s_stage].float(), target, regressor)
         for s_stage, t_stage in (recipe.at_pairs if recipe.at_weight > 0 else ()):
-            target = teacher_rows(targets.features[t_stage], index)
+            target = targets.features[t_stage][index]
             loss = loss + recipe.at_weight * attention_loss(feats[s_stage].float(), target)
         return loss
     return step_loss
@@ -202,11 +207,7 @@ def train_matched(student, train_set, targets: TeacherOutputs, recipe: Recipe, *
     the regressor (None without a hint) is optimised together with the student.
     """
     recipe.check()
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        checks.positive_int(name, value)
-    checks.positive_number("lr", lr)
-    checks.non_negative_number("weight_decay", weight_decay)
-    checks.non_negative_int("seed", seed)
+    check_training_args(epochs, batch_size, lr, weight_decay, seed, "adam", "onecycle")
     if len(targets.logits) != len(train_set):
         raise ValueError(f"targets hold {len(targets.logits)} samples but train_set has {len(train_set)}; "
                          f"compute them with teacher_outputs on this very train_set")
@@ -219,7 +220,8 @@ def train_matched(student, train_set, targets: TeacherOutputs, recipe: Recipe, *
     if regressor is not None:
         regressor.to(device)
     batches = TensorBatches(train_set.images, train_set.labels, batch_size=batch_size, device=device, seed=seed)
-    history = run_epochs(student, batches, _step_loss_fn(student, recipe, targets, regressor, device),
+    step_loss = _step_loss_fn(student, recipe, _on_device(targets, recipe, device), regressor, device)
+    history = run_epochs(student, batches, step_loss,
                          epochs=epochs, lr=lr, weight_decay=weight_decay, optimizer="adam", schedule="onecycle",
                          evaluate_fn=make_evaluator(student, eval_set, device, eval_teacher_logits), desc=desc,
                          progress=progress, extra_params=regressor.parameters() if regressor is not None else ())
