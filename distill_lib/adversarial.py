@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checks
+from .losses import soft_targets
 
 GENERATOR_LOSSES = ("non-saturating", "minimax")
 
@@ -162,14 +163,13 @@ def adversarial_gradients(student, discriminator, images, labels, teacher_logits
 
     Returns ``{scheme: (student gradient, D gradient)}``, each flattened into one vector.
     """
-    checks.positive_number("temperature", temperature)
+    p_teacher = soft_targets(teacher_logits, temperature)  # checks temperature first
     checks.non_negative_number("adv_weight", adv_weight)
-    p_teacher = F.softmax(teacher_logits / temperature, dim=-1)
 
     def gradients(build_loss):
         student.zero_grad(set_to_none=True)
         discriminator.zero_grad(set_to_none=True)
-        build_loss(F.softmax(student(images) / temperature, dim=-1)).backward()
+        build_loss(soft_targets(student(images), temperature)).backward()
         return _flat_grad(student), _flat_grad(discriminator)
 
     def d_loss(p_student):

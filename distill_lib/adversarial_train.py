@@ -29,8 +29,8 @@ from .batches import TensorBatches
 from .evaluate import metrics_from_logits, predict_logits
 from .losses import kd_loss, soft_targets
 from .progress import Progress
-from .train import (History, TrainingDiverged, check_training_args, make_optimizer, make_schedule, autocast,
-                    prepare_model, resolve_device)
+from .train import (History, TrainingDiverged, autocast, check_training_args, make_optimizer, make_schedule,
+                    prepare_model, progress_fields, resolve_device)
 
 STATS = ("train_loss", "match_loss", "generator_loss", "disc_loss", "disc_acc_teacher", "disc_acc_student")
 
@@ -132,13 +132,16 @@ def _evaluator(student, discriminator, eval_set, eval_teacher_logits, temperatur
     if eval_set is None:
         return lambda: {}
 
+    # the same every epoch: only the student and D change
+    labels = eval_set.labels.to(device)
+    p_teacher = soft_targets(eval_teacher_logits.to(device), temperature)
+
     def evaluate_now():
         logits = predict_logits(student, eval_set.images, device=device)
         metrics = metrics_from_logits(logits, eval_set.labels, eval_teacher_logits)
         discriminator.eval()
         with torch.inference_mode():
-            labels = eval_set.labels.to(device)
-            real = discriminator(soft_targets(eval_teacher_logits.to(device), temperature), labels)
+            real = discriminator(p_teacher, labels)
             fake = discriminator(soft_targets(logits.to(device), temperature), labels)
         discriminator.train()
         metrics["disc_acc_teacher"], metrics["disc_acc_student"] = discriminator_accuracy(real, fake)
@@ -195,7 +198,7 @@ def adversarial_distill(student, teacher, train_set, *, discriminator: Discrimin
             _run_epoch(step, batches, weight, history, bar, f"{desc}: epoch {epoch}")
             history.eval_metrics.append(evaluate_now())
             bar.update(0, epoch=epoch, loss=history.train_loss[-1], d_acc_t=history.disc_acc_teacher[-1],
-                       d_acc_s=history.disc_acc_student[-1], **_headline(history.eval_metrics[-1]))
+                       d_acc_s=history.disc_acc_student[-1], **progress_fields(history.eval_metrics[-1]))
             if weight > 0 and watch.stuck(history.disc_acc_teacher[-1], history.disc_acc_student[-1]):
                 raise TrainingDiverged(_won_message(desc, watch, epoch, d_lr, lr), history)
     history.final = dict(history.eval_metrics[-1])
@@ -224,6 +227,3 @@ def _won_message(desc, watch, epoch, d_lr, lr) -> str:
             f"in (lower d_lr, now {d_lr}; spectral norm, input dropout, real_target < 1) or check that "
             f"the student learns at all (lr now {lr}).")
 
-
-def _headline(metrics: dict) -> dict:
-    return {"test_acc": metrics["accuracy"]} if "accuracy" in metrics else {}

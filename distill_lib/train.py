@@ -132,12 +132,13 @@ def run_epochs(model, batches, step_loss, *, epochs, lr, weight_decay, optimizer
             history.train_loss.append(total / count)
             history.epoch_seconds.append(time.perf_counter() - started)
             history.eval_metrics.append(evaluate_fn() if evaluate_fn else {})
-            bar.update(0, epoch=epoch, loss=total / count, **_headline(history.eval_metrics[-1]))
+            bar.update(0, epoch=epoch, loss=total / count, **progress_fields(history.eval_metrics[-1]))
     history.final = dict(history.eval_metrics[-1]) if history.eval_metrics else {}
     return history
 
 
-def _headline(metrics: dict) -> dict:
+def progress_fields(metrics: dict) -> dict:
+    """What the progress bar shows of an epoch's evaluation: the test accuracy, when there is one."""
     return {"test_acc": metrics["accuracy"]} if "accuracy" in metrics else {}
 
 
