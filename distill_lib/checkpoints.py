@@ -12,11 +12,11 @@ load, so a modified file is caught even when it still unpickles.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .results import write_atomic
 
 FORMAT = "distill_lib.checkpoint"
 FORMAT_VERSION = 1
@@ -50,19 +50,7 @@ def save_checkpoint(model, path, **metadata) -> Path:
     meta = {"architecture": getattr(model, "arch", {}), "library_version": _library_version(),
             **metadata, "weights_sha256": state_dict_sha256(state)}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "state_dict": state, "metadata": meta}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda handle: torch.save(payload, handle))
     return path
 
 

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import platform
-import tempfile
+import secrets
 from pathlib import Path
 
 METRICS_FILE = "metrics.json"
@@ -50,20 +50,31 @@ def write_json_atomic(path, data) -> Path:
     return path
 
 
-def write_text_atomic(path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step; the temp file is removed if anything fails."""
+def write_atomic(path, write, *, mode: int | None = None) -> Path:
+    """Replace ``path`` in one step with what ``write(binary_file)`` writes. A temp file in the same
+    directory is filled, flushed to disk and renamed over ``path`` (readers see the old file or the
+    new one, never half of one); it is removed if anything fails. ``mode`` None gives the file the
+    permissions ``open()`` would: 0o666 less the umask, applied by the kernel."""
     path = Path(path)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as temp_file:
-            temp_file.write(text)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(temp_name, path)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(temp, mode)
+        os.replace(temp, path)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step (``write_atomic``); results are meant to be shared: 0o644."""
+    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")), mode=0o644)
 
 
 def write_metrics(run_dir, *, params: dict, metrics: dict, timings: dict | None = None) -> Path:

@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .results import METRICS_FILE, to_jsonable, write_text_atomic
+from .results import METRICS_FILE, to_jsonable, write_atomic, write_text_atomic
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
                      check_not_reserved, check_parameters, check_profile, execute_run,
                      injected_parameters, notebook_parameters, progress_word, resolve_notebooks)
@@ -306,10 +306,7 @@ def plot_sweep(results: list[RunResult], swept: list[str], path: Path, *, metric
         line = groups.setdefault(r.params.get(line_name) if line_name else None, {})
         line.setdefault(r.params.get(x_name), []).append(r.metrics[metric])
     figure = _draw(groups, x_name, line_name, metric, title)
-    temp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temp, dpi=120)
-    os.replace(temp, path)
-    return path
+    return write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
 
 
 def _draw(groups: dict, x_name: str, line_name: str | None, metric: str, title: str):

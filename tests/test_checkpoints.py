@@ -1,6 +1,7 @@
 """Checkpoint round trip, and refusal of tampered, truncated, foreign and malicious files."""
 import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -76,3 +77,13 @@ def test_malicious_pickle_never_runs(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_checkpoint_gets_the_permissions_of_an_ordinary_file(tmp_path):
+    """Not the 0600 of a private temp file: 0666 less the umask, as open() would give."""
+    old = os.umask(0o027)
+    try:
+        path = save_checkpoint(build_model("mlp-tiny"), tmp_path / "m.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

@@ -200,6 +200,7 @@ def test_write_metrics_is_atomic(tmp_path, monkeypatch):
         write_metrics(tmp_path, params={}, metrics={"acc": 0.1})
     assert (tmp_path / "metrics.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temp file left
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644  # shared, whatever the umask
 
 
 # ---------------------------------------------------------------- run
