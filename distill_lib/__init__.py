@@ -11,6 +11,8 @@ import os as _os
 # Busy-waiting OpenMP threads make torch 10x slower on a small machine the moment another
 # process wants a core (measured on a shared 2-core box); passive waiting costs next to nothing
 # otherwise. Only a default, and only effective when distill_lib is imported before torch.
+# The runner's notebook kernels inherit it from this process's environment (parallel runs
+# of a sweep share cores).
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .batches import Augment, TensorBatches

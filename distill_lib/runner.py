@@ -180,8 +180,6 @@ def _child_env(spec: RunSpec, scratch: Path) -> dict:
         env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [_pin_kernel(scratch), env.get("JUPYTER_PATH")]))
     if spec.cuda_device is not None:
         env["CUDA_VISIBLE_DEVICES"] = spec.cuda_device
-    # Parallel runs (--jobs) share cores: busy-waiting OpenMP threads would slow them 10x.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 
