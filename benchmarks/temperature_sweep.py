@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 import distill_lib as dl
-from distill_lib.losses import kd_loss
+from distill_lib.methods import kd_loss
 
 
 class PerSampleImages(torch.utils.data.Dataset):
@@ -88,7 +88,7 @@ def main():
     warm = argparse.Namespace(**{**vars(args), "epochs": 1})
     common_way_sweep(teacher, train_set.subset(range(args.batch_size)), [1.0], warm, device)  # warm-up
     distill_lib_sweep(teacher, train_set.subset(range(args.batch_size)), [1.0], warm, device)
-    dl.clear_cache()  # the measured sweep pays its own single teacher pass
+    dl.clear_cache(disk=True)  # the measured sweep pays its own single teacher pass
     common = timed(common_way_sweep, teacher, train_set, args.temperatures, args, device)
     ours = timed(distill_lib_sweep, teacher, train_set, args.temperatures, args, device)
     print(f"(a) DataLoader + online teacher: {common:.1f} s")

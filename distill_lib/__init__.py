@@ -3,35 +3,75 @@
 Loss convention used everywhere:
     loss = (1 - alpha) * CE(student, labels) + alpha * T^2 * KL(softmax(t/T) || softmax(s/T))
 with KL averaged over the batch ("batchmean"); ``alpha`` weights the soft-target term.
-"""
-__version__ = "0.1.0"
 
+The layers (each folder's docstring says what it may import; ``tests/test_layers.py`` checks):
+
+    core/       data, batches, models, evaluation, the teacher-output cache, checkpoints, checks,
+                statistics, progress, result files                         -> torch only
+    methods/    one file per distillation method, and their registry     -> core
+    loop.py     the one training loop: train, fit, distill              -> core, methods
+    teachers.py, profiles.py, demo.py, audit.py                           -> core, methods, loop
+    lessons/    experiments that belong to one notebook                   -> the layers above
+    viz/        every figure and widget, and the notebook helpers         -> core, methods, lessons
+    batch/      notebook parameters, runner, sweeps, command line         -> core (never lessons)
+
+``import distill_lib as dl`` is the one import of the notebooks. Every name below is loaded on
+first use, so importing the library and training a student loads no plotting stack.
+"""
+from __future__ import annotations
+
+import importlib
 import os as _os
+
+__version__ = "0.2.0"
 
 # Busy-waiting OpenMP threads make torch 10x slower on a small machine the moment another
 # process wants a core (measured on a shared 2-core box); passive waiting costs next to nothing
 # otherwise. Only a default, and only effective when distill_lib is imported before torch.
-# The runner's notebook kernels inherit it from this process's environment (parallel runs
-# of a sweep share cores).
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .batches import Augment, TensorBatches
-from .cache import cache_info, clear_cache, teacher_logits
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .config import Config, make_config
-from .data import Dataset, load_dataset
-from .evaluate import evaluate, expected_calibration_error, metrics_from_logits, predict_logits
-from .losses import HintRegressor, get_loss, hint_loss, kd_loss, soft_targets
-from .models import MODEL_PRESETS, build_model, count_macs, count_params, feature_shapes
-from .progress import set_progress
-from .teachers import get_teacher, train_teacher
-from .train import History, TrainingDiverged, distill, fit, resolve_device
-from . import checks, notebook, viz  # noqa: E402  (modules the notebooks use by name)
+# public name -> module that defines it (relative to this package)
+_EXPORTS = {
+    # core
+    "Augment": "core.batches", "TensorBatches": "core.batches",
+    "cache_info": "core.cache", "clear_cache": "core.cache", "teacher_logits": "core.cache",
+    "teacher_outputs": "core.cache", "cache_dir": "core.cache",
+    "CheckpointError": "core.checkpoints", "load_checkpoint": "core.checkpoints", "save_checkpoint": "core.checkpoints",
+    "Dataset": "core.data", "load_dataset": "core.data",
+    "resolve_device": "core.device",
+    "evaluate": "core.evaluate", "expected_calibration_error": "core.evaluate",
+    "metrics_from_logits": "core.evaluate", "predict_logits": "core.evaluate",
+    "MODEL_PRESETS": "core.models", "build_model": "core.models", "count_macs": "core.models",
+    "count_params": "core.models", "feature_shapes": "core.models",
+    "set_progress": "core.progress",
+    # methods
+    "kd_loss": "methods", "get_loss": "methods", "soft_targets": "methods",
+    "hint_loss": "methods", "HintRegressor": "methods", "get_method": "methods", "METHODS": "methods",
+    # the loop and what sits on it
+    "History": "loop", "TrainingDiverged": "loop", "train": "loop", "train_step": "loop",
+    "distill": "loop", "fit": "loop",
+    "get_teacher": "teachers", "train_teacher": "teachers",
+    "Config": "profiles", "make_config": "profiles",
+    "audit_kd_loss": "audit",
+}
+# modules the notebooks use by name: dl.checks, dl.stats, dl.methods, dl.notebook, dl.viz, ...
+_MODULES = {"checks": "core.checks", "stats": "core.stats", "data": "core.data", "models": "core.models",
+            "methods": "methods", "teachers": "teachers", "profiles": "profiles", "lessons": "lessons",
+            "notebook": "viz.notebook", "viz": "viz"}
 
-__all__ = [
-    "Augment", "TensorBatches", "cache_info", "clear_cache", "teacher_logits", "CheckpointError",
-    "load_checkpoint", "save_checkpoint", "Config", "make_config", "get_teacher", "train_teacher", "Dataset", "load_dataset", "evaluate",
-    "expected_calibration_error", "metrics_from_logits", "predict_logits", "HintRegressor", "get_loss", "hint_loss",
-    "kd_loss", "soft_targets", "MODEL_PRESETS", "build_model", "count_macs", "count_params",
-    "feature_shapes", "set_progress", "History", "TrainingDiverged", "distill", "fit", "resolve_device",
-]
+__all__ = sorted(_EXPORTS) + sorted(_MODULES)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{_MODULES[name]}", __name__)
+    else:
+        raise AttributeError(f"module 'distill_lib' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

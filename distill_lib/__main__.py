@@ -1,6 +1,6 @@
-"""``python -m distill_lib ...``: see :mod:`distill_lib.cli`."""
+"""``python -m distill_lib ...``: see :mod:`distill_lib.batch.cli`."""
 import sys
 
-from .cli import main
+from .batch.cli import main
 
 sys.exit(main())

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import time
 
-from . import checks
-from .data import load_dataset
-from .evaluate import evaluate
-from .models import MODEL_PRESETS, build_model
+from .core import checks
+from .core.data import load_dataset
+from .core.device import resolve_device
+from .core.evaluate import evaluate
+from .core.models import MODEL_PRESETS, build_model
 from .teachers import get_teacher
-from .train import distill, fit, resolve_device
+from .loop import distill, fit
 
 
 def run_demo(*, student: str = "mlp-hinton", epochs: int = 20, temperature: float = 4.0, alpha: float = 0.9,

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
-from . import checks
-from .batches import Augment
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .data import REPO_DATA_DIR, load_dataset
-from .evaluate import evaluate
-from .models import build_model
-from .train import fit, resolve_device
+from .core import checks
+from .core.batches import Augment
+from .core.cache import cache_dir
+from .core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .core.data import REPO_DATA_DIR, load_dataset
+from .core.device import resolve_device
+from .core.evaluate import evaluate
+from .core.models import build_model
+from .loop import fit
 
 SHIPPED_TEACHER = REPO_DATA_DIR / "teacher-fashion-mnist.pt"
 # The recipes. Augmentation (shift 2 px + horizontal flip) and a 40-epoch schedule take the full
@@ -33,11 +34,6 @@ TEACHER_RECIPES = {
              "lr": 3e-3, "weight_decay": 5e-4, "shift": 2, "flip": True, "label_smoothing": 0.0},
 }
 PROFILES = tuple(TEACHER_RECIPES)
-
-
-def cache_dir() -> Path:
-    """Where trained teachers are kept between notebooks and sessions."""
-    return Path(os.environ.get("DISTILL_LIB_CACHE", Path.home() / ".cache" / "distill_lib"))
 
 
 def recipe(profile: str, **overrides) -> dict:

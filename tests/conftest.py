@@ -18,7 +18,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture
 def tiny_dataset():
     """60 random 1x28x28 images in 10 classes: enough to exercise the code paths quickly."""
-    from distill_lib.data import Dataset
+    from distill_lib.core.data import Dataset
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(60, 1, 28, 28, generator=generator)
     labels = torch.arange(60) % 10

@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill_lib import build_model, fit
-from distill_lib.adversarial import (SCHEMES, Discriminator, adversarial_gradients, discriminator_accuracy,
-                                     discriminator_loss, frozen, generator_loss, grad_reverse, one_hot_or_zeros)
-from distill_lib.adversarial_train import SaturationWatch, adversarial_distill, adversarial_step
-from distill_lib.cache import clear_cache
-from distill_lib.data import Dataset
-from distill_lib.train import TrainingDiverged
+from distill_lib.core.cache import clear_cache
+from distill_lib.core.data import Dataset
+from distill_lib.lessons.adversarial import SCHEMES, adversarial_distill, adversarial_gradients, gradient_agreement
+from distill_lib.loop import TrainingDiverged, train_step
+from distill_lib.methods import KD, Adversarial, combine
+from distill_lib.methods.adversarial import (Discriminator, SaturationWatch, discriminator_accuracy, discriminator_loss,
+                                             frozen, generator_loss, grad_reverse, one_hot_or_zeros)
 
 SHAPE = (1, 6, 6)
 
@@ -46,9 +47,9 @@ class Scaled(nn.Module):
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    clear_cache()
+    clear_cache(disk=True)
     yield
-    clear_cache()
+    clear_cache(disk=True)
 
 
 # ------------------------------------------------------------------ losses and D
@@ -154,9 +155,13 @@ def test_step_updates_each_model_with_its_own_gradient_only(conditional):
     grads_s, grads_d = _oracle_step(student, disc, data.images, data.labels, teacher_logits, T, alpha, w, lr)
     before_s = [p.detach().clone() for p in student.parameters()]
     before_d = [p.detach().clone() for p in disc.parameters()]
-    adversarial_step(student, disc, torch.optim.SGD(student.parameters(), lr=lr),
-                     torch.optim.SGD(disc.parameters(), lr=lr), data.images, data.labels, teacher_logits,
-                     temperature=T, alpha=alpha, kd_weight=1.0, adv_weight=w)
+    adversarial = Adversarial(disc, weight=w, temperature=T, warmup_epochs=0)
+    method = combine(KD(temperature=T, alpha=alpha), adversarial)
+    method.prepare(student_shapes={}, teacher_shapes={}, num_classes=4, seed=0)
+    adversarial.disc_optimizer = torch.optim.SGD(disc.parameters(), lr=lr)  # plain SGD, as the oracle
+    method.start_epoch(1)
+    train_step(student, method, torch.optim.SGD(student.parameters(), lr=lr), data.images, data.labels,
+               teacher_logits=teacher_logits)
     for param, old, grad in zip(disc.parameters(), before_d, grads_d):
         torch.testing.assert_close(param.grad, grad)  # nothing of the student's objective in D
         torch.testing.assert_close(param.detach(), old - lr * grad)
@@ -197,7 +202,7 @@ def test_ce_arm_equals_plain_training_while_d_watches():
     fit(plain, data, **common)
     for a, b in zip(watched.parameters(), plain.parameters()):
         torch.testing.assert_close(a, b)
-    assert len(history.disc_loss) == 2 and all(0 <= a <= 1 for a in history.disc_acc_student)
+    assert len(history.stats["disc_loss"]) == 2 and all(0 <= a <= 1 for a in history.stats["disc_acc_student"])
 
 
 def test_history_records_every_epoch_and_the_warmup():
@@ -205,9 +210,12 @@ def test_history_records_every_epoch_and_the_warmup():
     history = adversarial_distill(tiny(seed=0), tiny(seed=9).eval(), data, discriminator=Discriminator(4, seed=0),
                                   epochs=3, warmup_epochs=1, adv_weight=0.1, batch_size=32, eval_set=test,
                                   progress="off")
-    assert history.adv_weight == [0.0, 0.1, 0.1]
-    for name in ("train_loss", "match_loss", "generator_loss", "disc_loss", "disc_acc_teacher", "disc_acc_student"):
-        assert len(getattr(history, name)) == 3
+    assert history.stats["adv_weight"] == [0.0, 0.1, 0.1]
+    assert len(history.train_loss) == 3
+    for name in ("generator_loss", "disc_loss", "disc_acc_teacher", "disc_acc_student"):
+        assert len(history.stats[name]) == 3
+    assert len(history.parts["ce"]) == len(history.parts["kd"]) == 3  # the KD ("match") term, every epoch
+    assert history.parts["adversarial"][0] == 0.0 and history.parts["adversarial"][1] > 0  # on after warm-up
     assert {"accuracy", "agreement", "disc_acc_teacher", "disc_acc_student"} <= set(history.final)
 
 
@@ -227,7 +235,7 @@ class BlowsUp(nn.Module):
 
 def test_non_finite_loss_stops_with_the_history_so_far():
     data = synthetic(64)  # 2 batches of 32 per epoch: call 5 is epoch 3, step 1
-    with pytest.raises(TrainingDiverged, match="epoch 3, step 1: discriminator loss became nan") as stop:
+    with pytest.raises(TrainingDiverged, match="discriminator loss became nan at epoch 3, step 1") as stop:
         adversarial_distill(BlowsUp(tiny(seed=0), after=5), tiny(seed=1).eval(), data,
                             discriminator=Discriminator(4, seed=0), epochs=4, warmup_epochs=1,
                             batch_size=32, progress="off")
@@ -252,15 +260,15 @@ def _winning_d_run(adv_weight, patience=2):
 def test_discriminator_stuck_at_100_percent_stops_the_run():
     with pytest.raises(TrainingDiverged, match="discriminator has won") as stop:
         _winning_d_run(adv_weight=0.01)
-    history = stop.value.history
-    assert len(history.disc_loss) < 6
-    last = [(t + s) / 2 for t, s in zip(history.disc_acc_teacher[-2:], history.disc_acc_student[-2:])]
+    stats = stop.value.history.stats
+    assert len(stats["disc_loss"]) < 6
+    last = [(t + s) / 2 for t, s in zip(stats["disc_acc_teacher"][-2:], stats["disc_acc_student"][-2:])]
     assert min(last) >= 0.99
 
 
 def test_a_winning_d_that_only_watches_does_not_stop_the_run():
     history = _winning_d_run(adv_weight=0.0)
-    assert len(history.disc_loss) == 6 and history.disc_acc_student[-1] >= 0.99
+    assert len(history.stats["disc_loss"]) == 6 and history.stats["disc_acc_student"][-1] >= 0.99
 
 
 def test_saturation_watch_needs_consecutive_checks():
@@ -283,8 +291,6 @@ def test_bad_settings_are_refused_before_training(kwargs, message):
 
 
 def test_gradient_agreement_reports_cosines_and_norm_ratios():
-    from distill_lib.adversarial_plots import gradient_agreement
-
     ok = (torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]))
     rows = gradient_agreement({"correct": ok, "flipped": (torch.tensor([-3.0, 0.0]), torch.tensor([1.0, 1.0]))})
     assert rows[0] == ["correct", pytest.approx(1.0), pytest.approx(1.0), pytest.approx(1.0)]

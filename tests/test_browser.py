@@ -62,8 +62,8 @@ def tiny_notebook_copy(folder: Path, run_dir: Path) -> Path:
 def teacher_cache(folder: Path) -> Path:
     """A throwaway teacher where get_teacher("quick") looks (used when no teacher is shipped in
     data/): random weights are enough to drive the explorer, and cost no training."""
-    from distill_lib.checkpoints import save_checkpoint
-    from distill_lib.models import build_model
+    from distill_lib.core.checkpoints import save_checkpoint
+    from distill_lib.core.models import build_model
     from distill_lib.teachers import recipe, recipe_key
 
     model = build_model("mlp-small", seed=0)
@@ -73,7 +73,7 @@ def teacher_cache(folder: Path) -> Path:
 
 
 def jupyter_env(tmp: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "DISTILL_HEADLESS")}
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env.update(JUPYTER_CONFIG_DIR=str(tmp / "cfg"), JUPYTER_RUNTIME_DIR=str(tmp / "rt"), IPYTHONDIR=str(tmp / "ipy"),
                DISTILL_LIB_CACHE=str(teacher_cache(tmp / "cache")))
     settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"

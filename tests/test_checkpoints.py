@@ -6,8 +6,8 @@ import stat
 import pytest
 import torch
 
-from distill_lib.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from distill_lib.models import build_model
+from distill_lib.core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from distill_lib.core.models import build_model
 
 
 def test_round_trip_restores_weights_and_metadata(tmp_path):

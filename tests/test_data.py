@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from distill_lib import data
-from distill_lib.batches import Augment, TensorBatches, random_hflip, random_shift
+from distill_lib.core import data
+from distill_lib.core.batches import Augment, TensorBatches, random_hflip, random_shift
 
 N_TRAIN, N_TEST = 12, 6
 

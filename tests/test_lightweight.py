@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from distill_lib import lightweight as lw
-from distill_lib.data import load_dataset
-from distill_lib.models import build_model, count_params
-from distill_lib.train import fit
+from distill_lib.lessons import lightweight as lw
+from distill_lib.core.data import load_dataset
+from distill_lib.core.models import build_model, count_params
+from distill_lib.loop import fit
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill_lib.losses import get_loss, kd_loss
+from distill_lib.methods import get_loss, kd_loss
 
 KINDS = ("kl", "mse-logits", "mse-soft")
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill_lib.losses import HintRegressor, get_loss, hint_loss, kd_loss, soft_targets
+from distill_lib.methods import HintRegressor, get_loss, hint_loss, kd_loss, soft_targets
 
 
 def hand_written_kd(s, t, y, T, alpha):

@@ -1,15 +1,18 @@
-"""Hint regressor, hint loss, attention transfer, structure matching and the matching trainer.
+"""Hint regressor, hint loss, attention transfer, structure matching and feature methods in the loop.
 
-Oracles: hand-written loops and einsums, PyTorch's own pooling, and ``train.fit`` (an
-independent training loop) for the labels-only recipe.
+Oracles: hand-written loops and einsums, PyTorch's own pooling, and ``fit`` for the labels-only
+recipe (KD with alpha = 0 must train exactly like plain cross-entropy).
 """
 import pytest
 import torch
 
-from distill_lib import losses, matching as mt
-from distill_lib.data import Dataset
-from distill_lib.models import build_model, feature_shapes
-from distill_lib.train import fit
+from distill_lib import methods
+from distill_lib import methods as losses
+from distill_lib.core import cache
+from distill_lib.core.data import Dataset
+from distill_lib.core.models import build_model, feature_shapes
+from distill_lib.lessons import matching as mt
+from distill_lib.loop import fit, train
 
 TEACHER_SHAPES = {"stage1": (32, 14, 14), "stage2": (64, 7, 7), "stage3": (128, 7, 7)}
 
@@ -101,27 +104,27 @@ def loop_attention_map(feature, p=2):
 
 def test_attention_map_matches_a_hand_written_loop():
     x = torch.randn(3, 5, 4, 6)
-    torch.testing.assert_close(mt.attention_map(x), loop_attention_map(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(methods.attention_map(x), loop_attention_map(x), rtol=1e-5, atol=1e-6)
 
 
 def test_attention_map_ignores_scale_and_channel_count():
     x = torch.randn(2, 4, 7, 7)
-    torch.testing.assert_close(mt.attention_map(3.0 * x), mt.attention_map(x), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(mt.attention_map(torch.cat([x, x], 1)), mt.attention_map(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(methods.attention_map(3.0 * x), methods.attention_map(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(methods.attention_map(torch.cat([x, x], 1)), methods.attention_map(x), rtol=1e-5, atol=1e-6)
 
 
 def test_attention_loss_is_mean_squared_difference_of_maps():
     s, t = torch.randn(2, 8, 7, 7), torch.randn(2, 64, 7, 7)
     manual = ((loop_attention_map(s) - loop_attention_map(t)) ** 2).mean()
-    torch.testing.assert_close(mt.attention_loss(s, t), manual, rtol=1e-5, atol=1e-7)
-    assert float(mt.attention_loss(t, t)) == pytest.approx(0.0, abs=1e-7)
+    torch.testing.assert_close(methods.attention_loss(s, t), manual, rtol=1e-5, atol=1e-7)
+    assert float(methods.attention_loss(t, t)) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_attention_rejects_mismatched_or_flat_features():
     with pytest.raises(ValueError, match="spatial"):
-        mt.attention_loss(torch.randn(2, 8, 14, 14), torch.randn(2, 8, 7, 7))
+        methods.attention_loss(torch.randn(2, 8, 14, 14), torch.randn(2, 8, 7, 7))
     with pytest.raises(ValueError, match="feature maps"):
-        mt.attention_map(torch.randn(2, 8))
+        methods.attention_map(torch.randn(2, 8))
 
 
 # ------------------------------------------------------------------ structure matching
@@ -151,21 +154,23 @@ def test_match_stages_rejects_empty_input():
 def test_teacher_outputs_equal_a_direct_forward_pass():
     model = build_model("cnn-dws", channels=(4, 8, 8), seed=1).eval()
     data = tiny_dataset(20)
-    out = mt.teacher_outputs(model, data, ["stage2"], batch_size=7)
+    out = cache.teacher_outputs(model, data, ["stage2"], batch_size=7, persist=False)
     with torch.no_grad():
         logits, feats = model(data.images, return_features=True)
     torch.testing.assert_close(out.logits, logits)
     torch.testing.assert_close(out.features["stage2"], feats["stage2"])
     with pytest.raises(ValueError, match="teacher stage"):
-        mt.teacher_outputs(model, data, ["stage9"])
+        cache.teacher_outputs(model, data, ["stage9"])
 
 
 def test_labels_only_recipe_trains_exactly_like_fit():
+    # KD with alpha = 0 is plain cross-entropy, even with the student's features in the step
     data = tiny_dataset(96)
-    targets = mt.TeacherOutputs(torch.zeros(96, 10), {})
+    teacher = build_model("cnn-dws", channels=(8, 16, 32), seed=0).eval()
     a, b = build_model("cnn-dws", channels=(4, 8, 8), seed=3), build_model("cnn-dws", channels=(4, 8, 8), seed=3)
     common = dict(epochs=2, batch_size=32, lr=3e-3, weight_decay=5e-4, seed=5, device="cpu")
-    mt.train_matched(a, data, targets, mt.Recipe(), progress="off", **common)
+    labels_only = methods.combine(methods.KD(alpha=0.0), methods.Hint("stage2", "stage2", weight=0.0))
+    train(a, data, labels_only, teacher=teacher, progress="off", **common)
     fit(b, data, optimizer="adam", schedule="onecycle", progress="off", **common)
     for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
         torch.testing.assert_close(pa, pb)
@@ -174,43 +179,46 @@ def test_labels_only_recipe_trains_exactly_like_fit():
 def test_hint_training_optimises_the_regressor_with_the_student():
     data = tiny_dataset(64)
     teacher = build_model("cnn-dws", channels=(8, 16, 32), seed=0).eval()
-    targets = mt.teacher_outputs(teacher, data, ["stage2"])
-    recipe = mt.Recipe(hint_weight=1.0, hint_pair=("stage2", "stage2"))
+    hint = methods.Hint("stage2", "stage2", weight=1.0)
     student = build_model("cnn-dws", channels=(4, 8, 8), seed=0)
-    initial = mt.make_regressor(recipe, feature_shapes(student), targets, seed=0).map.weight.clone()
-    history, regressor = mt.train_matched(student, data, targets, recipe, epochs=1, batch_size=32,
-                                          device="cpu", progress="off")
-    assert tuple(regressor.map.weight.shape) == (16, 8, 1, 1)  # teacher x student channels
-    assert not torch.equal(regressor.map.weight, initial)
-    assert history.config["hint_pair"] == ("stage2", "stage2")
+    reference = methods.Hint("stage2", "stage2")
+    reference.prepare(student_shapes=feature_shapes(student), teacher_shapes=feature_shapes(teacher), num_classes=10, seed=0)
+    history = train(student, data, methods.combine(methods.CrossEntropy(), hint), teacher=teacher, epochs=1,
+                    batch_size=32, device="cpu", progress="off")
+    assert tuple(hint.regressor.map.weight.shape) == (16, 8, 1, 1)  # teacher x student channels
+    assert not torch.equal(hint.regressor.map.weight, reference.regressor.map.weight)  # same start, it learnt
+    assert {"name": "hint", "student_stage": "stage2", "teacher_stage": "stage2", "weight": 1.0} in history.config["methods"]
+    assert history.parts["hint"][0] > 0
 
 
 def test_attention_recipe_runs_with_different_channel_counts():
     data = tiny_dataset(64)
     teacher = build_model("cnn-dws", channels=(8, 16, 32), seed=0).eval()
-    recipe = mt.Recipe(alpha=0.5, at_weight=1000.0, at_pairs=(("stage1", "stage1"), ("stage3", "stage3")))
-    targets = mt.teacher_outputs(teacher, data, recipe.teacher_stages())
-    history, regressor = mt.train_matched(build_model("cnn-dws", channels=(4, 8, 8), seed=0), data, targets, recipe,
-                                          epochs=1, batch_size=32, device="cpu", progress="off")
-    assert regressor is None and len(history.train_loss) == 1
+    method = methods.combine(methods.KD(alpha=0.5),
+                             methods.AttentionTransfer((("stage1", "stage1"), ("stage3", "stage3")), weight=1000.0))
+    history = train(build_model("cnn-dws", channels=(4, 8, 8), seed=0), data, method, teacher=teacher,
+                    epochs=1, batch_size=32, device="cpu", progress="off")
+    assert len(history.train_loss) == 1 and set(history.parts) == {"ce", "kd", "attention_stage1", "attention_stage3"}
 
 
-@pytest.mark.parametrize("recipe, message", [
-    (mt.Recipe(hint_weight=1.0), "hint_pair"),
-    (mt.Recipe(at_weight=1.0), "at_pairs"),
-    (mt.Recipe(alpha=1.5), "alpha"),
-    (mt.Recipe(hint_weight=-1.0), "hint_weight"),
-    (mt.Recipe(hint_weight=1.0, hint_pair=("stage7", "stage1")), "student stage"),
-    (mt.Recipe(hint_weight=1.0, hint_pair=("stage1", "stage3")), "not kept"),
+@pytest.mark.parametrize("make, message", [
+    (lambda: methods.Hint("stage1", "stage1", weight=-1.0), "weight must be a finite number >= 0"),
+    (lambda: methods.KD(alpha=1.5), "alpha"),
+    (lambda: methods.AttentionTransfer(()), "pairs"),
+    (lambda: methods.combine(methods.CrossEntropy(), methods.Hint("stage7", "stage1")), "student stage"),
+    (lambda: methods.combine(methods.CrossEntropy(), methods.Hint("stage1", "stage9")), "teacher stage"),
+    (lambda: methods.combine(methods.KD(), methods.AttentionTransfer([("stage1", "stage3")])), "equal spatial size"),
+    (lambda: methods.combine(methods.KD(), methods.CrossEntropy()), "both return a loss part named 'ce'"),
 ])
-def test_train_matched_rejects_bad_recipes_before_training(recipe, message):
+def test_bad_methods_are_refused_before_training(make, message):
     data = tiny_dataset(16)
-    targets = mt.TeacherOutputs(torch.zeros(16, 10), {"stage1": torch.zeros(16, 32, 14, 14)})
+    teacher = build_model("cnn-dws", channels=(8, 16, 32), seed=0).eval()
+    cache.clear_cache(disk=True)
     with pytest.raises(ValueError, match=message):
-        mt.train_matched(build_model("cnn-dws", channels=(4, 8, 8)), data, targets, recipe, epochs=1, device="cpu")
+        train(build_model("cnn-dws", channels=(4, 8, 8)), data, make(), teacher=teacher, epochs=1, device="cpu")
+    assert cache.cache_info()["misses"] == 0  # refused before the teacher ran over the data
 
 
-def test_train_matched_rejects_targets_of_another_dataset():
-    with pytest.raises(ValueError, match="targets hold 8"):
-        mt.train_matched(build_model("mlp-tiny"), tiny_dataset(16), mt.TeacherOutputs(torch.zeros(8, 10), {}),
-                         mt.Recipe(), epochs=1, device="cpu")
+def test_a_feature_method_without_a_teacher_is_refused():
+    with pytest.raises(ValueError, match="learns from a teacher"):
+        train(build_model("mlp-tiny"), tiny_dataset(16), methods.KD(), epochs=1, device="cpu")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from distill_lib.models import MODEL_PRESETS, build_model, count_macs, count_params, feature_shapes
+from distill_lib.core.models import MODEL_PRESETS, build_model, count_macs, count_params, feature_shapes
 
 
 def test_mlp_counts_match_closed_form():

@@ -46,7 +46,6 @@ def test_follows_the_notebook_contract(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
 def test_runs_headless_in_the_quick_profile(path, tmp_path):
     run_dir = tmp_path / "run"
-    os.environ["DISTILL_HEADLESS"] = "1"  # inherited by the kernel: plain log lines
     papermill.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(NOTEBOOK_DIR), kernel_name="python3",
                                parameters={"profile": "quick", "interactive": False, "run_dir": str(run_dir)},
                                progress_bar=False, execution_timeout=900)

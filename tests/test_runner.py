@@ -20,10 +20,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from distill_lib.cli import main
-from distill_lib.results import read_metrics, write_metrics
-from distill_lib.runner import check_parameters, resolve_notebooks, run_notebooks
-from distill_lib.sweep import run_name, sweep
+from distill_lib.batch.cli import main
+from distill_lib.core.results import read_metrics, write_metrics
+from distill_lib.batch.runner import check_parameters, resolve_notebooks, run_notebooks
+from distill_lib.batch.sweep import run_name, sweep
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -195,7 +195,7 @@ def test_write_metrics_is_atomic(tmp_path, monkeypatch):
     def crash(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr("distill_lib.results.os.fsync", crash)  # dies after writing the temp file
+    monkeypatch.setattr("distill_lib.core.results.os.fsync", crash)  # dies after writing the temp file
     with pytest.raises(OSError, match="disk full"):
         write_metrics(tmp_path, params={}, metrics={"acc": 0.1})
     assert (tmp_path / "metrics.json").read_bytes() == before
@@ -213,7 +213,7 @@ def test_run_injects_only_declared_parameters_into_the_same_python(tmp_path):
     env = record["env"]
     assert env["python"] == sys.executable  # the kernel runs the runner's interpreter
     assert env["interactive"] is False and env["run_dir"] == str((tmp_path / "probe").resolve())
-    assert env["headless"] == "1" and env["cwd"] == str(FIXTURES)
+    assert env["headless"] is None and env["cwd"] == str(FIXTURES)  # headless is the interactive parameter, no env variable
     assert env["types"] == ["float", "int", "bool", "NoneType"]
     assert results[0].metrics == {"accuracy": 20.0, "loss": 1 / 3, "student.top1_accuracy": 0.2}
     executed = nbformat.read(tmp_path / "plain" / "plain.ipynb", as_version=4)
@@ -335,7 +335,7 @@ def test_sigterm_stops_the_run_and_its_kernel(tmp_path):
 def test_a_child_started_after_the_stop_is_killed_at_once():
     """The race behind a hung Ctrl-C: a worker thread starts its child just as the main thread
     stops all children. Registering it after the stop must kill it, not let it run on."""
-    from distill_lib.runner import ChildProcesses
+    from distill_lib.batch.runner import ChildProcesses
 
     children = ChildProcesses()
     children.stop_all()

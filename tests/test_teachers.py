@@ -12,7 +12,7 @@ import torch
 
 import distill_lib as dl
 from distill_lib import teachers
-from distill_lib.data import DEBIAN_FASHION_MNIST_DIR
+from distill_lib.core.data import DEBIAN_FASHION_MNIST_DIR
 
 
 def read_idx(path) -> np.ndarray:

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill_lib import temperature_grid as grid
-from distill_lib.temperature import (centre, class_similarity, entropy_bits, entropy_vs_temperature, gradient_scale,
+from distill_lib.lessons import temperature_grid as grid
+from distill_lib.lessons.temperature import (centre, class_similarity, entropy_bits, entropy_vs_temperature, gradient_scale,
                                      high_temperature_gap, logit_matching_gradient, loss_split, most_similar_classes,
                                      soft_term_gradient)
-from distill_lib.temperature_explorer import TemperatureExplorer
+from distill_lib.viz.explorer import TemperatureExplorer
 
 matplotlib.use("Agg")
 
@@ -255,7 +255,7 @@ def test_reading_calls_a_difference_only_beyond_the_noise():
 def test_kd_with_alpha_zero_is_exactly_training_from_scratch(tiny_dataset):
     # alpha = 0 leaves only (1 - alpha) * CE: with identical initial weights and batches the two
     # runs must agree to the last bit, which checks that the grid compares like with like
-    from distill_lib.models import build_model
+    from distill_lib.core.models import build_model
     teacher = build_model("mlp-tiny", seed=99).eval()
     teacher_logits = teacher(tiny_dataset.images).detach()
     training = dict(epochs=1, batch_size=16, lr=1e-3, device="cpu")

@@ -12,15 +12,15 @@ import pytest
 import torch
 
 import distill_lib as dl
-from distill_lib import cache
-from distill_lib.data import Dataset
-from distill_lib.transfer import (UNLABELLED, class_split_task, cross_dataset_task, load_task, parse_budgets,
+from distill_lib.core import cache
+from distill_lib.core.data import Dataset
+from distill_lib.lessons.transfer import (UNLABELLED, class_split_task, cross_dataset_task, load_task, parse_budgets,
                                   parse_classes, split_budget)
-from distill_lib.transfer_arms import (ARMS, TEACHER, UPPER_BOUND, Arm, FrozenBackbone, Recipe, fine_tune_teacher,
+from distill_lib.lessons.transfer_arms import (ARMS, TEACHER, UPPER_BOUND, Arm, FrozenBackbone, Recipe, fine_tune_teacher,
                                        initial_student, replace_head, run_experiment, train_arm, training_set,
                                        training_size)
-from distill_lib.transfer_models import ImageNetInput, check_architectures, source_models, torchvision_resnet
-from distill_lib import transfer_viz
+from distill_lib.lessons.transfer_models import ImageNetInput, check_architectures, source_models, torchvision_resnet
+from distill_lib.viz import transfer as transfer_viz
 
 SHAPE = (1, 8, 8)
 FAST = Recipe(steps=3, batch_size=16)
@@ -163,7 +163,7 @@ def test_distilling_arms_ask_the_teacher_about_their_images(task):
         asked = []
         teacher = mlp(5, seed=2).eval()
         teacher.register_forward_pre_hook(lambda module, inputs: asked.append(ids_of(inputs[0])))
-        cache.clear_cache()
+        cache.clear_cache(disk=True)  # the teacher must really be asked, not the disk
         train_arm(key, task, split, FAST, build_student=mlp, source_student=mlp(5, 1), teacher=teacher,
                   seed=0, device="cpu")
         expected = ids_of(training_set(ARMS[key], task, split).images) if ARMS[key].teacher else set()

@@ -1,0 +1,177 @@
+"""``python -m distill_lib``: run notebooks headlessly, or sweep one over a parameter grid.
+
+Examples::
+
+    python -m distill_lib run                              # every notebook, quick profile
+    python -m distill_lib run 01 02 --profile full --out runs/full -p epochs 5
+    python -m distill_lib sweep 02 -p T 1 2 4 8 -p alpha 0.5 0.9 --seeds 0 1 2 --jobs 2
+
+Exit status: 0 when every run succeeded, 1 when any failed, 2 for a refused command line
+(unknown parameter, unparsable value, unknown notebook), 130 after Ctrl-C.
+
+Adding a subcommand: write ``_NAME_arguments(parser)`` and ``_NAME_command(args) -> int`` and
+register them in ``SUBCOMMANDS``.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from .runner import DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, PROFILES
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=PROFILES, default="quick",
+                        help="quick: mini data on CPU, minutes; full: full data on GPU (default quick)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help=f"time limit per run, also per cell (default {DEFAULT_TIMEOUT_S})")
+    parser.add_argument("--kernel", default=DEFAULT_KERNEL,
+                        help="Jupyter kernel; the default runs this same Python interpreter")
+    parser.add_argument("--log-output", action="store_true",
+                        help="stream the notebooks' cell output (default: only in run.log)")
+    parser.add_argument("--notebooks-dir", default=None, metavar="DIR",
+                        help="where short names like 01 are looked up (default ./notebooks)")
+
+
+# ---------------------------------------------------------------- run
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
+                        help="path or short name (01, 01_teacher_training); default: all, in order")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="set a notebook parameter (repeatable)")
+    parser.add_argument("--out", default="runs", metavar="DIR",
+                        help="one directory per notebook is made here (default runs)")
+    _add_common_arguments(parser)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from .runner import format_summary, run_notebooks
+
+    results = run_notebooks(args.notebooks, profile=args.profile, out=args.out,
+                            params=dict(args.param), timeout=args.timeout, kernel=args.kernel,
+                            log_output=args.log_output, notebooks_dir=args.notebooks_dir)
+    print("\n" + format_summary(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+# ---------------------------------------------------------------- sweep
+
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("notebook", metavar="NOTEBOOK", help="path or short name (02, 02_temperature...)")
+    parser.add_argument("-p", "--param", nargs="+", action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="a swept parameter and its values (repeatable); "
+                                                   "with one value it is fixed for all runs")
+    parser.add_argument("--seeds", nargs="+", default=None, metavar="SEED",
+                        help="run every setting once per seed")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="sweep directory (default runs/sweeps/<notebook>)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at once (default 1)")
+    parser.add_argument("--force", action="store_true", help="re-run runs that finished before")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="Dask scheduler address (e.g. tcp://host:8786); workers share the paths")
+    parser.add_argument("--metric", default=None, metavar="NAME",
+                        help="metric for results.png (default: first one named *accuracy*)")
+    _add_common_arguments(parser)
+
+
+def _sweep_command(args: argparse.Namespace) -> int:
+    from .sweep import sweep
+
+    grid, fixed = {}, {}
+    for name, *values in args.param:
+        if not values:
+            raise ValueError(f"-p {name} needs at least one value")
+        (grid.__setitem__(name, values) if len(values) > 1 else fixed.__setitem__(name, values[0]))
+    outcome = sweep(args.notebook, grid, seeds=args.seeds, params=fixed, profile=args.profile,
+                    out=args.out, jobs=args.jobs, force=args.force, timeout=args.timeout,
+                    cluster=args.cluster, metric=args.metric, kernel=args.kernel,
+                    log_output=args.log_output, notebooks_dir=args.notebooks_dir)
+    ran = len(outcome.results)
+    print(f"\n{ran - len(outcome.failed)} of {ran} runs ok; table: {outcome.csv_path}"
+          + (f"; figure: {outcome.figure_path}" if outcome.figure_path else ""))
+    for failure in outcome.failed:
+        print(f"  FAILED {failure.describe_failure()}")
+    return 1 if outcome.failed else 0
+
+
+# ---------------------------------------------------------------- demo, train-teacher
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--student", default="mlp-hinton", help="student preset (default mlp-hinton)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per student (default 20)")
+    parser.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T (default 4)")
+    parser.add_argument("--alpha", type=float, default=0.9, help="weight of the soft-target term (default 0.9)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from ..demo import format_demo, run_demo
+
+    print(format_demo(run_demo(student=args.student, epochs=args.epochs, temperature=args.temperature,
+                               alpha=args.alpha, seed=args.seed, device=args.device)))
+    return 0
+
+
+def _train_teacher_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=("quick", "full"), default="full",
+                        help="the recipe in distill_lib.teachers.TEACHER_RECIPES (default full)")
+    parser.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write, e.g. data/teacher-fashion-mnist.pt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def _train_teacher_command(args: argparse.Namespace) -> int:
+    from ..teachers import export_teacher
+
+    info = export_teacher(args.profile, args.out, seed=args.seed, device=args.device)
+    print(f"teacher written to {info['checkpoint']}: test accuracy {info['test_accuracy']:.2%} on "
+          f"{info['dataset']} ({info['train_seconds']:.0f} s on {info['device']})")
+    return 0
+
+
+# name -> (add its arguments, run it and return the exit status, one-line help)
+SUBCOMMANDS = {
+    "run": (_run_arguments, _run_command, "execute notebooks headlessly with papermill"),
+    "sweep": (_sweep_arguments, _sweep_command, "run one notebook over a parameter grid x seeds"),
+    "demo": (_demo_arguments, _demo_command, "one-minute distillation on the bundled data (teacher, student, KD)"),
+    "train-teacher": (_train_teacher_arguments, _train_teacher_command,
+                      "train the profile's teacher and write its checkpoint (how data/ gets its teacher)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    examples = __doc__[__doc__.index("Examples::"):__doc__.index("Adding a subcommand")].strip()
+    parser = argparse.ArgumentParser(
+        prog="python -m distill_lib", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the workbench notebooks headlessly, or sweep one over a parameter grid.",
+        epilog=examples.replace("Examples::", "examples:"))
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (add_arguments, handler, help_text) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def _raise_interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # `kill` (SIGTERM) takes the same path as Ctrl-C: child notebooks and kernels are stopped
+    # and finished results kept, instead of the runner dying and leaving its kernels orphaned.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return args.handler(args)
+    except ValueError as error:  # refused parameters, notebooks or options: nothing ran
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs keep their metrics.json and run.json", file=sys.stderr)
+        return 130

@@ -1,0 +1,350 @@
+"""Run notebooks headlessly with papermill: check parameters first, then one child process per run.
+
+Each run executes ``python -m papermill`` in a child process of its own session, so a run that
+hangs past its time limit is killed together with its kernel (found through psutil, since
+jupyter_client starts kernels in a session of their own). The child never imports distill_lib,
+so a run costs no torch import beyond what the notebook itself does.
+
+Run directory layout: ``<run_dir>/<notebook>.ipynb`` (executed, with outputs), ``metrics.json``
+(written by the notebook), ``run.json`` (status written by the runner), ``run.log`` (papermill's
+log). Parameters flow one way: only names the notebook declares in its ``parameters`` cell are
+accepted, parsed to the declared type before anything runs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters,
+                              check_profile, describe_parameters, injected_parameters,
+                              notebook_parameters, resolve_notebooks)
+from ..core.results import flatten_numbers, read_metrics, write_json_atomic
+
+__all__ = ["PROFILES", "RunSpec", "RunResult", "check_parameters", "describe_parameters",
+           "execute_run", "format_summary", "resolve_notebooks", "run_notebooks"]
+
+DEFAULT_KERNEL = "python3"
+DEFAULT_TIMEOUT_S = 3600
+RUN_FILE = "run.json"
+LOG_FILE = "run.log"
+# ipykernel's inline backend is headless and embeds PNGs in the executed notebook; "Agg" there
+# would drop every figure from the report, so the kernel gets the inline backend explicitly.
+KERNEL_MPLBACKEND = "module://matplotlib_inline.backend_inline"
+
+
+# ---------------------------------------------------------------- one run
+
+@dataclass
+class RunSpec:
+    """One notebook execution, everything the child needs (plain data: it travels to Dask)."""
+
+    notebook: str
+    run_dir: str
+    params: dict
+    name: str = ""
+    timeout: float = DEFAULT_TIMEOUT_S
+    kernel: str = DEFAULT_KERNEL
+    log_output: bool = False
+    cuda_device: str | None = None
+
+
+@dataclass
+class RunResult:
+    """How a run ended. ``failed_cell`` is the 0-based cell index in the source notebook."""
+
+    name: str
+    notebook: str
+    run_dir: str
+    params: dict
+    status: str  # "ok", "failed" or "interrupted"
+    wall_s: float = 0.0
+    error: str | None = None
+    failed_cell: int | None = None
+    failed_source: str | None = None
+    metrics: dict = field(default_factory=dict)  # numeric metrics, dotted keys
+    resumed: bool = False  # finished in an earlier sweep, not executed again
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def failure_text(self) -> str:
+        where = "" if self.failed_cell is None else f"cell {self.failed_cell} `{self.failed_source}`: "
+        return f"{where}{self.error or self.status}"
+
+    def describe_failure(self) -> str:
+        return f"{self.name}: {self.failure_text()}"
+
+
+class ChildProcesses:
+    """The live child processes, so Ctrl-C in the main thread can stop runs in worker threads."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._live: set = set()
+        self.stopping = threading.Event()
+
+    def add(self, proc) -> None:
+        with self._lock:
+            self._live.add(proc)
+        if self.stopping.is_set():  # started just as stop_all ran: it must not outlive the stop
+            kill_process_tree(proc)
+
+    def discard(self, proc) -> None:
+        with self._lock:
+            self._live.discard(proc)
+
+    def stop_all(self) -> None:
+        self.stopping.set()
+        with self._lock:
+            live = list(self._live)
+        for proc in live:
+            kill_process_tree(proc)
+
+
+CHILDREN = ChildProcesses()
+
+
+def execute_run(spec: RunSpec) -> RunResult:
+    """Execute one notebook in a child process within ``spec.timeout`` s; failures are returned."""
+    run_dir = Path(spec.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("metrics.json", RUN_FILE):  # a failed re-run must not show the old outcome
+        (run_dir / stale).unlink(missing_ok=True)
+    output = run_dir / Path(spec.notebook).name
+    started = time.monotonic()
+    stop_reason = "interrupted" if CHILDREN.stopping.is_set() else None
+    returncode = None
+    if stop_reason is None:
+        write_json_atomic(run_dir / RUN_FILE, {**asdict(spec), "status": "running"})
+        try:
+            returncode, stop_reason = _run_child(spec, output)
+        except KeyboardInterrupt:
+            _save(_collect(spec, output, None, "interrupted", time.monotonic() - started))
+            raise
+        except Exception as error:  # the runner's own trouble (disk, fork) fails this run only
+            stop_reason = f"runner error: {error!r}"
+    return _save(_collect(spec, output, returncode, stop_reason, time.monotonic() - started))
+
+
+def _run_child(spec: RunSpec, output: Path) -> tuple[int | None, str | None]:
+    """(exit code, why it was stopped: None, "interrupted" or "timed out after N s")."""
+    import yaml  # papermill's own dependency; its -f parameter file is YAML
+
+    with tempfile.TemporaryDirectory(prefix="distill-run-") as scratch:
+        params_file = Path(scratch) / "params.yaml"
+        params_file.write_text(yaml.safe_dump(spec.params), encoding="utf-8")
+        command = [sys.executable, "-m", "papermill", str(spec.notebook), str(output),
+                   "-f", str(params_file), "--kernel", spec.kernel,
+                   "--cwd", str(Path(spec.notebook).resolve().parent), "--no-progress-bar",
+                   "--log-output" if spec.log_output else "--no-log-output",
+                   "--execution-timeout", str(math.ceil(spec.timeout))]
+        with open(Path(spec.run_dir) / LOG_FILE, "w", encoding="utf-8") as log:
+            proc = subprocess.Popen(command, env=_child_env(spec, Path(scratch)), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE if spec.log_output else log,
+                                    stderr=subprocess.STDOUT, start_new_session=True, text=True)
+            CHILDREN.add(proc)
+            echo = _echo_thread(proc, log) if spec.log_output else None
+            try:
+                return _wait(proc, spec.timeout)
+            finally:
+                kill_process_tree(proc)  # also on Ctrl-C; a no-op when it already ended
+                CHILDREN.discard(proc)
+                if echo:
+                    echo.join(timeout=5)
+
+
+def _wait(proc, timeout: float) -> tuple[int | None, str | None]:
+    try:
+        returncode = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout:g} s"
+    stopped_by_us = returncode != 0 and CHILDREN.stopping.is_set()
+    return returncode, ("interrupted" if stopped_by_us else None)
+
+
+def _child_env(spec: RunSpec, scratch: Path) -> dict:
+    env = dict(os.environ, MPLBACKEND=KERNEL_MPLBACKEND, PYTHONUNBUFFERED="1",
+               JUPYTER_RUNTIME_DIR=str(scratch / "runtime"))  # connection files die with scratch
+    # The kernel imports the same distill_lib as the runner, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+    if spec.kernel == DEFAULT_KERNEL:
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [_pin_kernel(scratch), env.get("JUPYTER_PATH")]))
+    if spec.cuda_device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = spec.cuda_device
+    return env
+
+
+def _pin_kernel(scratch: Path) -> str:
+    """A "python3" kernelspec running this interpreter; JUPYTER_PATH puts it before any other.
+
+    Without it a user-level python3 kernelspec pointing at another Python could win.
+    """
+    spec_dir = scratch / "kernels" / DEFAULT_KERNEL
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(json.dumps(
+        {"argv": argv, "display_name": "Python 3 (ipykernel)", "language": "python"}))
+    return str(scratch)
+
+
+def _echo_thread(proc, log) -> threading.Thread:
+    def copy_lines():
+        for line in proc.stdout:
+            log.write(line)
+            print(line, end="", flush=True)
+
+    thread = threading.Thread(target=copy_lines, daemon=True)
+    thread.start()
+    return thread
+
+
+def kill_process_tree(proc) -> None:
+    """Kill a child and all its descendants (the kernel lives in a session of its own)."""
+    import psutil
+
+    if proc.poll() is not None:
+        return
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)  # before they are orphaned
+    except psutil.NoSuchProcess:
+        descendants = []
+    proc.kill()
+    for process in descendants:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(descendants, timeout=10)
+    proc.wait()  # reaped by subprocess itself, so its return code stays truthful
+
+
+def _collect(spec, output: Path, returncode, stop_reason, wall_s: float) -> RunResult:
+    result = RunResult(name=spec.name, notebook=str(spec.notebook), run_dir=str(spec.run_dir),
+                       params=spec.params, status="ok", wall_s=round(wall_s, 2))
+    if stop_reason or returncode != 0:
+        result.status = "interrupted" if stop_reason == "interrupted" else "failed"
+        result.failed_cell, result.failed_source, cell_error = _failed_cell(output)
+        result.error = stop_reason or cell_error or _last_log_line(Path(spec.run_dir) / LOG_FILE)
+    try:
+        result.metrics = flatten_numbers(read_metrics(spec.run_dir).get("metrics", {}))
+    except (OSError, ValueError):
+        pass
+    return result
+
+
+def _save(result: RunResult) -> RunResult:
+    write_json_atomic(Path(result.run_dir) / RUN_FILE, asdict(result))
+    return result
+
+
+def _failed_cell(output: Path) -> tuple[int | None, str | None, str | None]:
+    """(source-notebook cell index, its first line, "Error: message") of the cell that failed or hung."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(str(output), as_version=4).cells
+    except Exception:  # no output notebook: the run died before papermill wrote one
+        return None, None, None
+    index = -1
+    for cell in cells:
+        tags = cell.metadata.get("tags", [])
+        if "papermill-error-cell-tag" in tags:
+            continue
+        index += "injected-parameters" not in tags  # that cell is not in the source notebook
+        errors = [out for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+        state = cell.metadata.get("papermill", {})
+        if errors or state.get("exception") or state.get("status") == "running":
+            first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
+            message = f"{errors[0].ename}: {errors[0].evalue}" if errors else None
+            return index, first_line.strip(), message
+    return None, None, None
+
+
+def _last_log_line(log_path: Path) -> str:
+    try:
+        lines = [line.strip() for line in log_path.read_text(encoding="utf-8").splitlines()]
+    except OSError:
+        return "failed (no log)"
+    return next((line[:300] for line in reversed(lines) if line), "failed (empty log)")
+
+
+# ---------------------------------------------------------------- several notebooks
+
+def run_notebooks(notebooks=None, *, profile: str = "quick", out="runs", params: dict | None = None,
+                  timeout: float = DEFAULT_TIMEOUT_S, kernel: str = DEFAULT_KERNEL,
+                  log_output: bool = False, notebooks_dir=None) -> list[RunResult]:
+    """Execute notebooks one after another into ``out/<notebook stem>/``; all checked first.
+
+    With several notebooks, a ``params`` name goes to the notebooks that declare it; a name no
+    selected notebook declares is refused.
+    """
+    specs = plan_runs(resolve_notebooks(notebooks or [], notebooks_dir), profile=profile, out=out,
+                      params=params or {}, timeout=timeout, kernel=kernel, log_output=log_output)
+    results = []
+    for number, spec in enumerate(specs, 1):
+        print(f"[{number}/{len(specs)}] {spec.name} ...", end="\n" if log_output else " ", flush=True)
+        results.append(execute_run(spec))
+        print(progress_word(results[-1]), flush=True)
+    return results
+
+
+def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> list[RunSpec]:
+    """The run specs, with every parameter checked; raises ``ValueError`` before anything runs."""
+    check_profile(profile)
+    check_not_reserved(params)
+    declared_by = {path: notebook_parameters(path) for path in paths}
+    orphans = [name for name in params if not any(name in d for d in declared_by.values())]
+    if orphans:  # strict for one notebook; for several, a name must be known to one of them
+        path = paths[0] if len(paths) == 1 else None
+        if path is not None:
+            check_parameters(path, params, declared_by[path])
+        listing = "\n".join(describe_parameters(p, d) for p, d in declared_by.items())
+        raise ValueError(f"unknown parameter {', '.join(map(repr, orphans))}.\n{listing}")
+    specs = []
+    for path, declared in declared_by.items():
+        run_dir = Path(out) / path.stem
+        values = {**{k: v for k, v in params.items() if k in declared},
+                  **injected_parameters(declared, profile=profile, run_dir=run_dir)}
+        specs.append(RunSpec(notebook=str(path.resolve()), run_dir=str(run_dir.resolve()), name=path.stem,
+                             params=check_parameters(path, values, declared), timeout=timeout,
+                             kernel=kernel, log_output=log_output))
+    return specs
+
+
+def progress_word(result: RunResult) -> str:
+    if result.resumed:
+        return "skipped (finished earlier)"
+    detail = f": {result.error}" if not result.ok and result.error else ""
+    return f"{'ok' if result.ok else result.status.upper()} {result.wall_s:.1f} s{detail}"
+
+
+def headline_metrics(metrics: dict, count: int = 2) -> str:
+    """One or two metrics for a summary line: accuracies first."""
+    if not metrics:
+        return "(no metrics.json)"
+    names = [n for n in metrics if "accuracy" in n.lower()] or list(metrics)
+    return "  ".join(f"{name}={metrics[name]:.4g}" for name in names[:count])
+
+
+def format_summary(results: list[RunResult]) -> str:
+    """A table (notebook, status, wall time, headline metrics), then one line per failure."""
+    width = max([len("notebook")] + [len(r.name) for r in results])
+    lines = [f"{'notebook':<{width}}  {'status':<11}  {'wall':>8}  headline"]
+    for r in results:
+        lines.append(f"{r.name:<{width}}  {r.status:<11}  {r.wall_s:>6.1f} s  {headline_metrics(r.metrics) if r.ok else ''}")
+    failures = [r for r in results if not r.ok]
+    if failures:
+        lines.append(f"\n{len(failures)} of {len(results)} failed:")
+        for r in failures:
+            output = Path(r.run_dir) / Path(r.notebook).name
+            lines.append(f"  {r.describe_failure()}\n    executed notebook: {output}")
+    return "\n".join(lines)

@@ -1,0 +1,345 @@
+"""Parameter sweeps: a grid of notebook runs (x seeds), resumable, in parallel or on Dask.
+
+Each run gets a directory named from its swept values (``T=4__alpha=0.9__seed=1``). A run that
+finished successfully with the same parameters (its ``run.json`` says ok, ``metrics.json`` is
+there) is skipped on the next sweep unless ``force``. ``results.csv`` is rewritten atomically
+after every finished run, so an interrupted sweep keeps everything that finished.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import os
+import queue
+import re
+import statistics
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from ..core.results import METRICS_FILE, to_jsonable, write_atomic, write_text_atomic
+from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
+                     check_not_reserved, check_parameters, check_profile, execute_run,
+                     injected_parameters, notebook_parameters, progress_word, resolve_notebooks)
+
+CSV_NAME = "results.csv"
+FIGURE_NAME = "results.png"
+_NOT_IN_TABLE = ("run_dir", "interactive")  # the same for every run of a sweep
+
+
+@dataclass
+class SweepResult:
+    results: list[RunResult]
+    csv_path: Path
+    figure_path: Path | None
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def sweep(notebook, grid: dict[str, list], *, seeds=None, profile: str = "quick", out=None,
+          jobs: int = 1, force: bool = False, timeout: float = DEFAULT_TIMEOUT_S, cluster=None,
+          params: dict | None = None, metric: str | None = None, kernel: str = DEFAULT_KERNEL,
+          log_output: bool = False, notebooks_dir=None) -> SweepResult:
+    """Run ``notebook`` for every combination of ``grid`` values x ``seeds``; collect the results.
+
+    ``grid`` maps parameter names to value lists (strings are parsed to the declared types);
+    ``params`` holds fixed values for all runs. ``cluster`` is a Dask scheduler address (or a
+    ``distributed.Client``); otherwise up to ``jobs`` runs execute at once on this machine. Every
+    parameter is checked before the first run starts (``ValueError``).
+    """
+    path = resolve_notebooks([notebook], notebooks_dir)[0]
+    out = Path(out) if out else Path("runs") / "sweeps" / path.stem
+    specs, swept = plan_sweep(path, grid, seeds=seeds, params=params or {}, profile=profile,
+                              out=out, timeout=timeout, kernel=kernel, log_output=log_output)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1; got {jobs}")
+    table = ResultTable(specs, swept, out / CSV_NAME)
+    todo = []
+    for spec in specs:
+        previous = None if force else finished_result(spec)
+        (todo.append(spec) if previous is None else table.add(previous))
+    out.mkdir(parents=True, exist_ok=True)
+    table.write()
+    try:
+        if cluster is not None:
+            _run_on_cluster(todo, cluster, table.add)
+        else:
+            _run_locally(todo, jobs, table.add)
+    finally:
+        table.write()  # also after Ctrl-C: what finished is in the table
+    figure = plot_sweep(table.results(), swept, out / FIGURE_NAME, metric=metric, title=path.stem)
+    return SweepResult(results=table.results(), csv_path=table.path, figure_path=figure)
+
+
+def plan_sweep(notebook: Path, grid: dict, *, seeds, params: dict, profile: str, out: Path,
+               timeout: float, kernel: str, log_output: bool) -> tuple[list[RunSpec], list[str]]:
+    """The run specs of the grid (all values checked) and the names of the swept parameters."""
+    check_profile(profile)
+    check_not_reserved([*grid, *params])
+    declared = notebook_parameters(notebook)
+    axes = dict(grid)
+    if seeds:
+        if "seed" in axes or "seed" in params:
+            raise ValueError("give the seeds either with --seeds or with -p seed, not both")
+        axes["seed"] = list(seeds)
+    if not axes or not all(axes.values()):
+        raise ValueError("nothing to sweep: give -p NAME V1 V2 ... (each with a value) and/or --seeds")
+    axes = {name: [check_parameters(notebook, {name: v}, declared)[name] for v in values]
+            for name, values in axes.items()}
+    fixed = check_parameters(notebook, params, declared)
+    specs = []
+    for combination in itertools.product(*axes.values()):
+        point = dict(zip(axes, combination))
+        run_dir = (out / run_name(point)).resolve()
+        values = {**fixed, **point, **injected_parameters(declared, profile=profile, run_dir=run_dir)}
+        specs.append(RunSpec(notebook=str(notebook.resolve()), run_dir=str(run_dir), params=values,
+                             name=run_name(point), timeout=timeout, kernel=kernel, log_output=log_output))
+    _refuse_duplicates(specs)
+    return specs, list(axes)
+
+
+def run_name(point: dict) -> str:
+    """A stable, filesystem-safe directory name, e.g. ``T=4__alpha=0.9__seed=1``."""
+    text = "__".join(f"{name}={_short(value)}" for name, value in point.items())
+    safe = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text)
+    if safe != text or len(safe) > 120:  # keep names distinct when characters were replaced
+        digest = hashlib.sha1(json.dumps(to_jsonable(point), sort_keys=True).encode()).hexdigest()
+        safe = f"{safe[:110]}__{digest[:8]}"
+    return safe
+
+
+def _short(value) -> str:
+    """4.0 -> "4", 0.9 -> "0.9"; the full repr only where the short form would lose digits."""
+    if isinstance(value, float):
+        short = format(value, "g")
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def _refuse_duplicates(specs: list[RunSpec]) -> None:
+    names = [spec.name for spec in specs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"the grid repeats runs (same values after parsing): {', '.join(repeated)}")
+
+
+def finished_result(spec: RunSpec) -> RunResult | None:
+    """The earlier result of this run if it finished ok with the same parameters, else None."""
+    run_dir = Path(spec.run_dir)
+    try:
+        record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("status") != "ok" or not (run_dir / METRICS_FILE).is_file():
+        return None
+    if _identity(record.get("params", {})) != _identity(to_jsonable(spec.params)):
+        return None
+    known = {f.name for f in fields(RunResult)}
+    return replace(RunResult(**{k: v for k, v in record.items() if k in known}), resumed=True)
+
+
+def _identity(params: dict) -> dict:
+    return {name: value for name, value in params.items() if name != "run_dir"}
+
+
+# ---------------------------------------------------------------- executing the runs
+
+def cuda_device_ids() -> list[str]:
+    """The GPUs runs can be spread over (honours an existing CUDA_VISIBLE_DEVICES)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        import torch
+
+        return [str(index) for index in range(torch.cuda.device_count())]
+    except Exception:
+        return []
+
+
+def _run_locally(specs: list[RunSpec], jobs: int, on_done) -> None:
+    """Up to ``jobs`` runs at once, each in its own child process; GPUs shared round-robin."""
+    if not specs:
+        return
+    devices = cuda_device_ids() if jobs > 1 else []
+    slots = queue.SimpleQueue()  # one token per parallel slot; a token is a GPU id or None
+    for slot in range(jobs):
+        slots.put(devices[slot % len(devices)] if devices else None)
+
+    def run_in_slot(spec):
+        device = slots.get()
+        try:
+            return execute_run(replace(spec, cuda_device=device))
+        finally:
+            slots.put(device)
+
+    CHILDREN.stopping.clear()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run_in_slot, spec) for spec in specs]
+        try:
+            for future in _as_they_finish(futures):
+                on_done(future.result())
+        except KeyboardInterrupt:
+            for future in futures:
+                future.cancel()
+            CHILDREN.stop_all()  # running children are killed, their runs marked interrupted
+            for future in futures:
+                if not future.cancelled():
+                    on_done(future.result())
+            raise
+
+
+def _as_they_finish(futures, poll_s: float = 0.5):
+    """Yield futures as they finish. The main thread waits in short slices rather than one
+    unbounded lock wait, so a Ctrl-C or SIGTERM is acted on within ``poll_s`` whichever thread
+    the operating system delivered it to."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=poll_s, return_when=FIRST_COMPLETED)
+        yield from (future for future in futures if future in done)
+
+
+def _run_on_cluster(specs: list[RunSpec], cluster, on_done) -> None:
+    """One Dask task per run; the workers must see the same filesystem paths as this process."""
+    if not specs:
+        return
+    from distributed import Client, as_completed as dask_as_completed
+
+    client = cluster if isinstance(cluster, Client) else Client(cluster)
+    try:
+        futures = [client.submit(execute_run, spec, pure=False,
+                                 key=f"distill-{spec.name}-{uuid.uuid4().hex[:8]}") for spec in specs]
+        spec_of = {future.key: spec for future, spec in zip(futures, specs)}
+        try:
+            for future in dask_as_completed(futures):
+                on_done(_task_result(future, spec_of[future.key]))
+        except KeyboardInterrupt:
+            client.cancel(futures)  # queued runs are dropped; running ones end at their timeout
+            raise
+    finally:
+        if client is not cluster:
+            client.close()
+
+
+def _task_result(future, spec: RunSpec) -> RunResult:
+    try:
+        return future.result()
+    except Exception as error:  # the worker died or could not import distill_lib
+        return RunResult(name=spec.name, notebook=spec.notebook, run_dir=spec.run_dir,
+                         params=spec.params, status="failed", error=f"Dask task failed: {error!r}")
+
+
+# ---------------------------------------------------------------- results.csv and figure
+
+class ResultTable:
+    """The rows of results.csv, one per planned run; rewritten after every finished run."""
+
+    def __init__(self, specs: list[RunSpec], swept: list[str], path: Path):
+        self.specs, self.swept, self.path = specs, swept, Path(path)
+        self._by_name: dict[str, RunResult] = {}
+        self._done = 0
+
+    def add(self, result: RunResult) -> None:
+        first_time = result.name not in self._by_name
+        self._by_name[result.name] = result
+        if first_time:
+            self._done += 1
+            print(f"[{self._done}/{len(self.specs)}] {_label(result.params, self.swept)} ... "
+                  f"{progress_word(result)}", flush=True)
+        self.write()
+
+    def results(self) -> list[RunResult]:
+        return [self._by_name[s.name] for s in self.specs if s.name in self._by_name]
+
+    def write(self) -> None:
+        rows = [self._row(spec) for spec in self.specs]
+        metric_names = list(dict.fromkeys(k for r in self.results() for k in r.metrics))
+        param_names = list(dict.fromkeys([*self.swept, *(k for s in self.specs for k in s.params)]))
+        param_names = [n for n in param_names if n not in _NOT_IN_TABLE]
+        columns = ["run", *param_names, "status", "resumed", "wall_s", "error", *metric_names]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.path, buffer.getvalue())
+
+    def _row(self, spec: RunSpec) -> dict:
+        result = self._by_name.get(spec.name)
+        row = {"run": spec.name, **spec.params, "status": "pending"}
+        if result is not None:
+            row.update(status=result.status, resumed=result.resumed, wall_s=result.wall_s,
+                       error="" if result.ok else result.failure_text(), **result.metrics)
+        return row
+
+
+def _label(params: dict, swept: list[str]) -> str:
+    return " ".join(f"{name}={params[name]}" for name in swept)
+
+
+def default_metric(results: list[RunResult]) -> str | None:
+    """The first metric whose name contains "accuracy"."""
+    names = dict.fromkeys(k for r in results for k in r.metrics)
+    return next((name for name in names if "accuracy" in name.lower()), None)
+
+
+def plot_sweep(results: list[RunResult], swept: list[str], path: Path, *, metric: str | None = None,
+               title: str = "") -> Path | None:
+    """Mean +/- std over seeds of ``metric`` vs the first swept parameter, one line per value of
+    the second; None (with a note) when no successful run has that metric."""
+    metric = metric or default_metric(results)
+    points = [r for r in results if r.ok and metric in r.metrics]
+    if not points:
+        print(f"no figure: no successful run has a metric {metric!r}" if metric
+              else "no figure: no metric name contains 'accuracy' (choose one with --metric)")
+        return None
+    x_name = swept[0]
+    line_name = swept[1] if len(swept) > 1 and swept[1] != "seed" else None
+    groups: dict = {}
+    for r in points:
+        line = groups.setdefault(r.params.get(line_name) if line_name else None, {})
+        line.setdefault(r.params.get(x_name), []).append(r.metrics[metric])
+    figure = _draw(groups, x_name, line_name, metric, title)
+    return write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
+
+
+def _draw(groups: dict, x_name: str, line_name: str | None, metric: str, title: str):
+    # Figure + Agg canvas directly: no pyplot, so no global backend is switched in the caller.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    x_values = sorted({x for line in groups.values() for x in line}, key=_sort_key)
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in x_values)
+    position = {x: (x if numeric else i) for i, x in enumerate(x_values)}
+    runs_per_point = set()
+    for line_value, line in sorted(groups.items(), key=lambda item: _sort_key(item[0])):
+        xs = sorted(line, key=_sort_key)
+        means = [statistics.fmean(line[x]) for x in xs]
+        stds = [statistics.stdev(line[x]) if len(line[x]) > 1 else 0.0 for x in xs]
+        runs_per_point.update(len(line[x]) for x in xs)
+        label = f"{line_name}={line_value}" if line_name else None
+        axes.errorbar([position[x] for x in xs], means, yerr=stds, marker="o", capsize=3, label=label)
+    if not numeric:
+        axes.set_xticks(range(len(x_values)), [str(x) for x in x_values])
+    n_text = "/".join(map(str, sorted(runs_per_point)))
+    axes.set(xlabel=x_name, ylabel=metric)  # two title lines: a long notebook name must not be cut off
+    axes.set_title(f"{title}\n{metric}, mean ± std over {n_text} runs per point", fontsize=10)
+    if line_name:
+        axes.legend(title=None)
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def _sort_key(value):
+    # Numbers in order, then everything else by text (None and strings mix in one sweep).
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, value, "") if is_number else (1, 0, str(value))

@@ -1,0 +1,185 @@
+"""The one teacher-output cache: the teacher runs once over a dataset, every student reuses it.
+
+What it keeps for a (teacher, dataset) pair: the teacher's logits on every image, and the outputs
+of any stages a feature method asks for (hints, attention maps). The key covers
+
+- the teacher's weights (sha256 of its state dict, recomputed on every call, so an in-place edit
+  of a weight is a different teacher),
+- the dataset (sha256 of its images and labels, recomputed on every call for the same reason),
+- the preprocessing (none outside the model: models centre their own inputs).
+
+Logits are also kept **on disk** (``<cache_dir>/teacher-outputs/``), so a notebook started in a
+new process does not pay the teacher pass again. A file is trusted only when its recorded key
+equals the key computed now and the sha256 of its logits matches; anything else is recomputed
+and replaced. Features stay in memory only (they can be hundreds of MB).
+
+With random augmentation every epoch shows the teacher new images, so caching is refused: the
+teacher must run online on the very views the student sees (Beyer et al. 2022).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import checks
+from .checkpoints import state_dict_sha256
+from .evaluate import predict_outputs
+from .results import write_atomic
+
+PREPROCESSING = "inputs in [0, 1]; centring inside the model"
+FILE_FORMAT = "distill_lib.teacher_outputs"
+MAX_ENTRIES = 8  # a few datasets x a few teachers in memory; logits of 60k images are 2.4 MB each
+_entries: "OrderedDict[tuple, TeacherOutputs]" = OrderedDict()
+_stats = {"hits": 0, "disk_hits": 0, "misses": 0}
+
+
+@dataclass
+class TeacherOutputs:
+    """The teacher's logits (N x classes) and the named stages' outputs on one dataset, on the CPU."""
+
+    logits: torch.Tensor
+    features: dict = field(default_factory=dict)
+
+    def to(self, device) -> "TeacherOutputs":
+        return TeacherOutputs(self.logits.to(device), {k: v.to(device) for k, v in self.features.items()})
+
+
+def cache_dir() -> Path:
+    """Where teachers and teacher outputs are kept between notebooks and sessions:
+    ``$DISTILL_LIB_CACHE``, else ``~/.cache/distill_lib``."""
+    return Path(os.environ.get("DISTILL_LIB_CACHE") or Path.home() / ".cache" / "distill_lib")
+
+
+def refuse_with_augmentation(augment, parameter: str = "cache_logits") -> None:
+    if augment is not None:
+        raise ValueError(
+            f"teacher logits cannot be cached with random augmentation (augment={augment!r}): each "
+            f"epoch shows different views, and fixed logits would not match them. Use "
+            f"{parameter}=False (the teacher runs online on the same augmented batch) or augment=None.")
+
+
+def cache_key(teacher, dataset) -> tuple:
+    return (state_dict_sha256(teacher), dataset_sha256(dataset), PREPROCESSING)
+
+
+def dataset_sha256(dataset) -> str:
+    """sha256 of a dataset's images and labels (bytes, dtypes and shapes)."""
+    digest = hashlib.sha256()
+    for tensor in (dataset.images, dataset.labels):
+        tensor = tensor.detach().contiguous().cpu()
+        digest.update(f"{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: int = 1024, augment=None,
+                    persist: bool = True) -> TeacherOutputs:
+    """The teacher's logits and ``stages`` outputs on every image of ``dataset``, computed at most once.
+
+    Returns copies: editing them never corrupts the cache. ``persist=False`` skips the disk.
+    """
+    refuse_with_augmentation(augment)
+    checks.positive_int("batch_size", batch_size)
+    stages = tuple(dict.fromkeys(stages))
+    known = list(getattr(teacher, "stages", {}))
+    for stage in stages:
+        checks.one_of("teacher stage", stage, known)
+    key = cache_key(teacher, dataset)
+    entry = _from_memory(key, stages)
+    if entry is None and not stages and persist:
+        entry = _from_disk(key, len(dataset))
+    if entry is None:
+        _stats["misses"] += 1
+        logits, features = predict_outputs(teacher, dataset.images, stages, batch_size=batch_size, device=device)
+        entry = TeacherOutputs(logits, features)
+        if persist:
+            _to_disk(key, logits)
+    _remember(key, entry)
+    return TeacherOutputs(entry.logits.clone(), {s: entry.features[s].clone() for s in stages})
+
+
+def teacher_logits(teacher, dataset, *, device="cpu", batch_size: int = 1024, augment=None,
+                   persist: bool = True) -> torch.Tensor:
+    """The teacher's logits on every image of ``dataset`` (CPU float32), computed at most once."""
+    return teacher_outputs(teacher, dataset, device=device, batch_size=batch_size, augment=augment,
+                           persist=persist).logits
+
+
+def cache_info() -> dict:
+    """Hits (memory, disk), misses (= teacher passes) and entries since start or ``clear_cache()``."""
+    return {**_stats, "entries": len(_entries)}
+
+
+def clear_cache(disk: bool = False) -> None:
+    """Forget the in-memory outputs (and, with ``disk=True``, the files on disk too)."""
+    _entries.clear()
+    _stats.update(hits=0, disk_hits=0, misses=0)
+    if disk:
+        for path in _disk_dir().glob("*.pt"):
+            path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- memory
+def _from_memory(key, stages):
+    entry = _entries.get(key)
+    if entry is None or not all(s in entry.features for s in stages):
+        return None
+    _stats["hits"] += 1
+    _entries.move_to_end(key)
+    return entry
+
+
+def _remember(key, entry: TeacherOutputs) -> None:
+    old = _entries.get(key)
+    if old is not None and old is not entry:  # keep stages computed earlier for this pair
+        entry = TeacherOutputs(entry.logits, {**old.features, **entry.features})
+    _entries[key] = entry
+    _entries.move_to_end(key)
+    while len(_entries) > MAX_ENTRIES:
+        _entries.popitem(last=False)
+
+
+# --------------------------------------------------------------------------- disk
+def _disk_dir() -> Path:
+    return cache_dir() / "teacher-outputs"
+
+
+def _disk_path(key) -> Path:
+    return _disk_dir() / (hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32] + ".pt")
+
+
+def _from_disk(key, length: int):
+    path = _disk_path(key)
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        logits = payload["logits"]
+        valid = (payload.get("format") == FILE_FORMAT and tuple(payload.get("key", ())) == key
+                 and isinstance(logits, torch.Tensor) and logits.ndim == 2 and len(logits) == length
+                 and payload.get("sha256") == _tensor_sha256(logits))
+    except Exception:  # truncated, foreign or tampered: recompute
+        valid = False
+    if not valid:
+        return None
+    _stats["disk_hits"] += 1
+    return TeacherOutputs(logits.float())
+
+
+def _to_disk(key, logits: torch.Tensor) -> None:
+    payload = {"format": FILE_FORMAT, "key": list(key), "logits": logits, "sha256": _tensor_sha256(logits)}
+    try:
+        _disk_dir().mkdir(parents=True, exist_ok=True)
+        write_atomic(_disk_path(key), lambda handle: torch.save(payload, handle))
+    except OSError as error:  # a read-only or full cache only costs the next process a teacher pass
+        print(f"note: teacher outputs not saved to {_disk_dir()}: {error}")
+
+
+def _tensor_sha256(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()

@@ -1,0 +1,159 @@
+"""Input validation shared by every public function.
+
+Each check raises ``ValueError`` naming the parameter, the value it got and what is allowed, so a
+bad call fails at once, before any data is loaded or any model is trained.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Iterable
+
+
+def _describe(value) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        return f"{float(value):g}"
+    return repr(value)
+
+
+def _is_number(value) -> bool:
+    """Python and numpy reals (np.float32 as well as np.float64), never bools."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+def _need_number(name: str, value) -> None:
+    if not _is_number(value):
+        raise ValueError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+
+
+def positive_number(name: str, value) -> float:
+    """A finite number > 0 (temperatures, learning rates)."""
+    _need_number(name, value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {_describe(value)}")
+    return value
+
+
+def non_negative_number(name: str, value) -> float:
+    """A finite number >= 0 (weight decay, loss weights)."""
+    _need_number(name, value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {_describe(value)}")
+    return value
+
+
+def positive_int(name: str, value) -> int:
+    """An integer >= 1 (epochs, batch sizes, widths)."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {_describe(value)}")
+    return value
+
+
+def non_negative_int(name: str, value) -> int:
+    """An integer >= 0 (seeds, indices)."""
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {_describe(value)}")
+    return value
+
+
+def fraction(name: str, value) -> float:
+    """A number in [0, 1] (alpha, dropout, sparsity)."""
+    _need_number(name, value)
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {_describe(value)}")
+    return value
+
+
+def one_of(name: str, value, allowed: Iterable):
+    """A value from a fixed set (names of models, datasets, losses, devices)."""
+    allowed = list(allowed)
+    if value not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+    return value
+
+
+def same_class_count(student_classes: int, teacher_classes: int) -> None:
+    """Teacher and student must predict the same classes for their outputs to be compared."""
+    if student_classes != teacher_classes:
+        raise ValueError(
+            f"teacher and student must have the same number of classes; "
+            f"teacher has {teacher_classes}, student has {student_classes}")
+
+
+def strict_choice(name: str, value, allowed: Iterable):
+    """Like :func:`one_of`, but ``1`` is not ``True`` and ``0.0`` is not ``False``: the type must match."""
+    allowed = list(allowed)
+    if not any(value == a and type(value) is type(a) for a in allowed):
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+    return value
+
+
+def model(name: str, value) -> None:
+    """An ``nn.Module`` with parameters in a floating dtype."""
+    import torch
+    if not isinstance(value, torch.nn.Module):
+        raise ValueError(f"{name} must be a torch.nn.Module; got {type(value).__name__}")
+    params = list(value.parameters())
+    if not params:
+        raise ValueError(f"{name} has no parameters")
+    dtypes = {p.dtype for p in params}
+    if any(not d.is_floating_point for d in dtypes) or len(dtypes) > 1:
+        raise ValueError(f"{name} must have floating-point parameters of one dtype; got {sorted(map(str, dtypes))}")
+
+
+def class_labels(name: str, labels, num_classes: int, *, length: int | None = None,
+                 allow_unlabelled: bool = True) -> None:
+    """A 1-D integer tensor of class indices in [0, num_classes - 1]; -1 (and only -1) marks an
+    unlabelled sample where ``allow_unlabelled``."""
+    import torch
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1:
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"{name} must be a 1-D tensor of class indices; got {shape}")
+    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ValueError(f"{name} must hold integer class indices (torch.int64); got dtype {labels.dtype}")
+    if length is not None and len(labels) != length:
+        raise ValueError(f"{name} has {len(labels)} entries; expected one per sample ({length})")
+    if len(labels) == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    lowest = -1 if allow_unlabelled else 0
+    if low < lowest or high > num_classes - 1:
+        bad = labels[(labels < lowest) | (labels > num_classes - 1)][:5].tolist()
+        allowed = f"[0, {num_classes - 1}]" + (", or -1 for an unlabelled sample" if allow_unlabelled else "")
+        raise ValueError(f"{name} must be class indices in {allowed}; got values such as {bad} "
+                         f"(min {low}, max {high})")
+
+
+def dataset(name: str, value, *, allow_unlabelled: bool = True) -> None:
+    """A non-empty ``Dataset`` of float images in [0, 1] (N x C x H x W) with integer labels."""
+    import torch
+    images, labels = getattr(value, "images", None), getattr(value, "labels", None)
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{name} must be a distill_lib Dataset (with .images and .labels tensors); "
+                         f"got {type(value).__name__}")
+    if len(labels) == 0:
+        raise ValueError(f"{name} is empty: it holds no images")
+    if images.ndim != 4 or len(images) != len(labels):
+        raise ValueError(f"{name}.images must be N x C x H x W with one label per image; got images "
+                         f"{tuple(images.shape)} and {len(labels)} labels")
+    if not images.dtype.is_floating_point:
+        raise ValueError(f"{name}.images must be floats in [0, 1]; got dtype {images.dtype} (divide "
+                         f"uint8 pixels by 255: images.float() / 255)")
+    low, high = float(images.min()), float(images.max())
+    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high > 1:
+        raise ValueError(f"{name}.images must be in [0, 1]; got values from {low:g} to {high:g}"
+                         + (" (0-255 pixels? divide by 255)" if high > 1 else ""))
+    class_labels(f"{name}.labels", labels, 1 << 30, allow_unlabelled=allow_unlabelled)
+
+
+def augmentation(name: str, value) -> None:
+    """None or a callable ``augment(images, generator) -> images`` (e.g. ``dl.Augment()``)."""
+    if value is not None and not callable(value):
+        raise ValueError(f"{name} must be None or an augmentation such as dl.Augment(shift=2, flip=True); "
+                         f"got {type(value).__name__} {value!r}")

@@ -1,0 +1,94 @@
+"""Metrics: accuracy, negative log-likelihood, expected calibration error, teacher agreement,
+confusion matrices and per-class accuracy."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import checks
+
+
+@torch.inference_mode()
+def predict_logits(model, images: torch.Tensor, *, batch_size: int = 1024, device="cpu") -> torch.Tensor:
+    """Logits of ``model`` on ``images`` in eval mode, returned on the CPU in float32."""
+    checks.positive_int("batch_size", batch_size)
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = [model(images[i:i + batch_size].to(device)).float().cpu()
+                  for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+@torch.inference_mode()
+def predict_outputs(model, images: torch.Tensor, stages=(), *, batch_size: int = 1024, device="cpu"):
+    """``(logits, {stage: output})`` of ``model`` on ``images`` in eval mode, on the CPU in float32.
+
+    With no ``stages`` this is :func:`predict_logits`. Stages are those of a
+    :class:`~distill_lib.core.models.StagedNet` (``model(x, return_features=True)``).
+    """
+    if not stages:
+        return predict_logits(model, images, batch_size=batch_size, device=device), {}
+    checks.positive_int("batch_size", batch_size)
+    was_training = model.training
+    model.eval()
+    logits, features = [], {stage: [] for stage in stages}
+    try:
+        for start in range(0, len(images), batch_size):
+            out, feats = model(images[start:start + batch_size].to(device), return_features=True)
+            logits.append(out.float().cpu())
+            for stage in stages:
+                features[stage].append(feats[stage].float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(logits), {stage: torch.cat(parts) for stage, parts in features.items()}
+
+
+def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE (Guo et al. 2017): |accuracy - confidence| per confidence bin, weighted by bin size."""
+    checks.positive_int("bins", bins)
+    confidence, prediction = F.softmax(logits.float(), dim=-1).max(dim=-1)
+    correct = (prediction == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    # bin i holds confidences in (edges[i], edges[i+1]]; confidence is always > 0
+    which = torch.bucketize(confidence, edges[1:-1], right=False)
+    ece = torch.zeros(())
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += in_bin.float().mean() * (correct[in_bin].mean() - confidence[in_bin].mean()).abs()
+    return float(ece)
+
+
+def metrics_from_logits(logits, labels, teacher_logits=None) -> dict:
+    """accuracy, nll, ece (and agreement with the teacher's argmax when teacher logits are given)."""
+    labels = labels.cpu()
+    metrics = {
+        "accuracy": float((logits.argmax(-1) == labels).float().mean()),
+        "nll": float(F.cross_entropy(logits.float(), labels)),
+        "ece": expected_calibration_error(logits, labels),
+    }
+    if teacher_logits is not None:
+        metrics["agreement"] = float((logits.argmax(-1) == teacher_logits.argmax(-1).cpu()).float().mean())
+    return metrics
+
+
+def evaluate(model, dataset, *, teacher=None, teacher_logits=None, batch_size: int = 1024, device="cpu") -> dict:
+    """Accuracy, NLL, ECE of ``model`` on ``dataset``; plus agreement when a teacher is given."""
+    logits = predict_logits(model, dataset.images, batch_size=batch_size, device=device)
+    if teacher is not None and teacher_logits is None:
+        teacher_logits = predict_logits(teacher, dataset.images, batch_size=batch_size, device=device)
+    return metrics_from_logits(logits, dataset.labels, teacher_logits)
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts: row = true class, column = predicted class."""
+    flat = labels.long() * num_classes + predictions.long()
+    return torch.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(predictions, labels, num_classes: int) -> torch.Tensor:
+    counts = confusion_matrix(predictions, labels, num_classes)
+    return counts.diag() / counts.sum(dim=1).clamp(min=1)

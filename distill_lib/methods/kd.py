@@ -1,0 +1,170 @@
+"""Logit distillation, all with ONE convention for ``alpha`` and ``temperature``.
+
+    loss = (1 - alpha) * CE(student, labels) + alpha * soft_term(student, teacher, T)
+
+``alpha`` is the weight of the soft-target (teacher) term; ``alpha = 1`` needs no labels at all.
+The soft terms (each also a registered method):
+
+- ``"kl"`` (:class:`KD`; Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural
+  Network"): ``T^2 * KL(softmax(t / T) || softmax(s / T))``, averaged over the batch
+  (``batchmean``). The soft term's gradient scales as 1 / T^2, so the T^2 factor keeps its
+  weight relative to the hard term roughly independent of T.
+- ``"mse-logits"`` (:class:`LogitMSE`; Ba & Caruana 2014, "Do Deep Nets Really Need to be
+  Deep?"): logit matching, ``0.5 * mean_over_classes((s - t)^2)`` averaged over the batch; ``T``
+  is not used. Its gradient ``(s - t) / N`` is the high-temperature limit of the KL term's
+  (Hinton et al. section 2.1, for zero-mean logits), which is why the two are close relatives.
+- ``"mse-soft"`` (:class:`ProbabilityMSE`): ``T^2 * sum_over_classes((softmax(s / T) -
+  softmax(t / T))^2)`` averaged over the batch: the "cross-entropy plus MSE" of many tutorials.
+
+The loss is computed in float32 (or float64 when given) whatever the input dtype: in float16 the
+softmax of high-temperature logits underflows and the KL can come out negative or infinite.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..core import checks
+from .base import Method, StepOutputs
+from .ce import labelled_cross_entropy
+
+
+def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``softmax(logits / T)``: T -> 0 gives the one-hot argmax, large T the uniform distribution."""
+    checks.positive_number("temperature", temperature)
+    return F.softmax(precise(logits) / temperature, dim=-1)
+
+
+def kl_soft_term(student_logits, teacher_logits, temperature):
+    """``T^2 * KL(p_teacher^T || p_student^T)`` with ``batchmean`` reduction."""
+    log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return temperature ** 2 * kl
+
+
+def mse_logits_soft_term(student_logits, teacher_logits, temperature):
+    """``0.5 * mean_classes((s - t)^2)``, batch-averaged; temperature is not used."""
+    return 0.5 * F.mse_loss(student_logits, teacher_logits)
+
+
+def mse_soft_term(student_logits, teacher_logits, temperature):
+    """``T^2 * sum_classes((p_s^T - p_t^T)^2)``, batch-averaged."""
+    diff = F.softmax(student_logits / temperature, -1) - F.softmax(teacher_logits / temperature, -1)
+    return temperature ** 2 * diff.pow(2).sum(dim=-1).mean()
+
+
+SOFT_TERMS = {"kl": kl_soft_term, "mse-logits": mse_logits_soft_term, "mse-soft": mse_soft_term}
+
+
+def check_logit_inputs(student_logits, teacher_logits, labels, *, alpha: float) -> None:
+    """Shapes (batch x classes, equal), labels (integers in [-1, classes - 1]) and alpha."""
+    for name, logits in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] < 2:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"{name} must be a 2-D tensor, batch x classes (>= 2 classes); got {shape}. "
+                             f"A single sample is logits[None]: a 1-D vector would be read as a batch "
+                             f"of one-class rows")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
+                         f"{tuple(teacher_logits.shape)} must have the same shape (batch x classes)")
+    if labels is None:
+        if alpha < 1:
+            raise ValueError(f"labels=None is only allowed with alpha=1 (pure soft targets); got alpha={alpha}")
+        return
+    checks.class_labels("labels", labels, student_logits.shape[1], length=len(student_logits))
+
+
+def kd_loss(student_logits, teacher_logits, labels, *, temperature: float, alpha: float, kind: str = "kl"):
+    """``(1 - alpha) * CE(student, labels) + alpha * soft_term``; see the module docstring."""
+    checks.one_of("kind", kind, list(SOFT_TERMS))
+    checks.positive_number("temperature", temperature)
+    checks.fraction("alpha", alpha)
+    check_logit_inputs(student_logits, teacher_logits, labels, alpha=alpha)
+    student_logits, teacher_logits = precise(student_logits), precise(teacher_logits)
+    parts = logit_parts(SOFT_TERMS[kind](student_logits, teacher_logits, temperature) if alpha > 0 else None,
+                        student_logits, labels, alpha, "soft")
+    return sum(parts.values()) if alpha < 1 else parts["soft"]
+
+
+def logit_parts(soft, student_logits, labels, alpha: float, soft_name: str) -> dict:
+    """``{"ce": (1 - alpha) * CE, soft_name: alpha * soft}``, each part only where its weight is > 0."""
+    parts = {}
+    if alpha < 1:
+        parts["ce"] = (1 - alpha) * labelled_cross_entropy(student_logits, labels)
+    if alpha > 0:
+        parts[soft_name] = alpha * soft
+    return parts
+
+
+def get_loss(name: str):
+    """The distillation loss registered under ``name`` ("kl", "mse-logits", "mse-soft"), as a
+    function ``(student_logits, teacher_logits, labels, *, temperature, alpha) -> loss``."""
+    checks.one_of("loss", name, list(SOFT_TERMS))
+
+    def loss(student_logits, teacher_logits, labels, *, temperature, alpha):
+        return kd_loss(student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha, kind=name)
+
+    loss.__name__ = f"kd_loss_{name.replace('-', '_')}"
+    return loss
+
+
+def precise(logits: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32; float32 and float64 stay as they are."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+# ------------------------------------------------------------------ the methods
+class LogitDistillation(Method):
+    """``(1 - alpha) * CE + alpha * soft_term``: the workbench's convention for every logit method.
+
+    A subclass defines ``soft_term(student_logits, teacher_logits, labels)`` and ``soft_name``.
+    """
+
+    soft_name = "soft"
+
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.9):
+        super().__init__()
+        self.temperature = checks.positive_number("temperature", temperature)
+        self.alpha = checks.fraction("alpha", alpha)
+
+    def soft_term(self, student_logits, teacher_logits, labels) -> torch.Tensor:
+        raise NotImplementedError
+
+    def part_names(self) -> tuple:
+        return ("ce",) * (self.alpha < 1) + (self.soft_name,) * (self.alpha > 0)
+
+    def forward(self, out: StepOutputs) -> dict:
+        student, teacher = precise(out.student_logits), precise(out.teacher_logits)
+        soft = self.soft_term(student, teacher, out.labels) if self.alpha > 0 else None
+        return logit_parts(soft, student, out.labels, self.alpha, self.soft_name)
+
+    def settings(self) -> dict:
+        return {"temperature": self.temperature, "alpha": self.alpha}
+
+
+class KD(LogitDistillation):
+    """Hinton et al.'s KD: ``T^2 * KL(softmax(t/T) || softmax(s/T))`` as the soft term."""
+
+    name, soft_name = "kl", "kd"
+
+    def soft_term(self, student_logits, teacher_logits, labels):
+        return kl_soft_term(student_logits, teacher_logits, self.temperature)
+
+
+class LogitMSE(LogitDistillation):
+    """Ba & Caruana's logit matching ``0.5 * mean((s - t)^2)`` as the soft term (T unused)."""
+
+    name, soft_name = "mse-logits", "mse_logits"
+
+    def soft_term(self, student_logits, teacher_logits, labels):
+        return mse_logits_soft_term(student_logits, teacher_logits, self.temperature)
+
+
+class ProbabilityMSE(LogitDistillation):
+    """MSE on softened probabilities times T^2 as the soft term."""
+
+    name, soft_name = "mse-soft", "mse_soft"
+
+    def soft_term(self, student_logits, teacher_logits, labels):
+        return mse_soft_term(student_logits, teacher_logits, self.temperature)

@@ -1,0 +1,148 @@
+"""Figures of notebook 02 (temperature and soft targets); each returns the Figure."""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+
+from ..core import checks
+from ..lessons.temperature import entropy_bits
+from ..lessons.temperature_grid import METRICS, find
+from ..methods.kd import soft_targets
+
+
+def as_picture(image: torch.Tensor):
+    """A C x H x W image as imshow wants it: H x W for one channel, H x W x C for colour."""
+    image = image.detach().cpu()
+    return (image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)).numpy()
+
+
+def _bars(ax, probs: torch.Tensor, classes, highlight: int, title: str) -> None:
+    colours = ["C2" if i == highlight else "C0" for i in range(len(classes))]
+    ax.bar(range(len(classes)), probs.tolist(), color=colours)
+    ax.set_xticks(range(len(classes)), classes, rotation=70, fontsize=7)
+    ax.set(ylim=(0, 1), title=title)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_softened_examples(logits, images, labels, classes, indices, temperatures):
+    """One row per test image: the image, then the model's ``softmax(logits / T)`` for each T
+    (the true class in green), with the entropy in the panel title."""
+    fig, axes = plt.subplots(len(indices), len(temperatures) + 1, squeeze=False,
+                             figsize=(1.9 + 2.6 * len(temperatures), 2.5 * len(indices)))
+    for row, index in zip(axes, indices):
+        row[0].imshow(as_picture(images[index]), cmap="gray_r")
+        row[0].set_title(f"#{index}: {classes[int(labels[index])]}", fontsize=9)
+        row[0].axis("off")
+        for ax, temperature in zip(row[1:], temperatures):
+            probs = soft_targets(logits[index].float(), temperature)
+            _bars(ax, probs, classes, int(labels[index]),
+                  f"T={temperature:g}: H={float(entropy_bits(probs)):.2f} bits")
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_similarity(similarities: dict, classes):
+    """One heat map per T: row = true class, column = the mean probability given to each WRONG
+    class (the diagonal is blanked, it would dwarf the rest)."""
+    fig, axes = plt.subplots(1, len(similarities), figsize=(5.6 * len(similarities), 5.0), squeeze=False)
+    for ax, (temperature, matrix) in zip(axes[0], similarities.items()):
+        wrong = 100 * matrix  # percent
+        wrong.fill_diagonal_(float("nan"))
+        image = ax.imshow(wrong, cmap="magma_r", vmin=0)
+        darkest = float(wrong.nan_to_num(0).max())
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                if i != j and wrong[i, j] >= 1:
+                    ax.text(j, i, f"{float(wrong[i, j]):.0f}", ha="center", va="center", fontsize=6,
+                            color="white" if wrong[i, j] > 0.6 * darkest else "black")
+        ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set(xlabel="wrong class", ylabel="true class", title=f"T={temperature:g}: mean soft target (%)")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def plot_entropy(temperatures, entropies: dict, num_classes: int):
+    """Median entropy (bits) against T with the 10-90 % range of samples, one line per model."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for i, (label, values) in enumerate(entropies.items()):
+        low, mid, high = torch.quantile(values, torch.tensor([0.1, 0.5, 0.9]), dim=1)
+        ax.plot(temperatures, mid, marker=".", color=f"C{i}", label=f"{label} (median)")
+        ax.fill_between(temperatures, low, high, color=f"C{i}", alpha=0.2)
+    ax.axhline(math.log2(num_classes), color="k", ls="--", lw=1, label=f"uniform: log2({num_classes})")
+    ax.set(xscale="log", xlabel="temperature T", ylabel="entropy of softmax(z/T) (bits)",
+           title="soft targets flatten as T grows (band: 10-90 % of test images)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gradient_scale(scale: dict):
+    """Mean gradient norm of the soft term against T, with and without T^2, beside the hard term."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot(scale["temperatures"], scale["without_t2"], marker="o", label="KL alone")
+    ax.plot(scale["temperatures"], scale["with_t2"], marker="o", label="T² · KL (the convention)")
+    ax.axhline(scale["hard"], color="k", ls="--", lw=1, label="CE with the labels (no T)")
+    ax.set(xscale="log", yscale="log", xlabel="temperature T", ylabel="mean |d loss / d student logits|",
+           title="gradient size of the soft term")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_high_temperature_limit(temperatures, gaps: dict):
+    """Relative gap between ``T^2 * grad KL`` and the logit-matching gradient, against T."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for label, values in gaps.items():
+        ax.plot(temperatures, values, marker="o", label=label)
+    ax.set(xscale="log", yscale="log", xlabel="temperature T",
+           ylabel="|T² ∇KL − (s − t)/N| / |(s − t)/N|", title="KL approaches logit matching as T grows")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ the grid of notebook 02
+def plot_grid(summary: list, metric: str = "accuracy", teacher_value: float | None = None):
+    """``metric`` against T, one panel per student: a line per (loss, alpha) with the std over
+    seeds as error bars, the from-scratch student as a band (mean +/- std)."""
+    checks.one_of("metric", metric, METRICS)
+    students = list(dict.fromkeys(e["student"] for e in summary))
+    fig, axes = plt.subplots(1, len(students), figsize=(5.2 * len(students), 3.6), squeeze=False)
+    for ax, student in zip(axes[0], students):
+        scratch = find(summary, student=student, method="scratch")
+        mean, std = scratch[f"{metric}_mean"], scratch[f"{metric}_std"]
+        ax.axhspan(mean - std, mean + std, color="grey", alpha=0.25)
+        ax.axhline(mean, color="grey", label="from scratch")
+        if teacher_value is not None:
+            ax.axhline(teacher_value, color="k", ls="--", lw=1, label="teacher")
+        ax.set_xscale("log")  # before the ticks: setting the scale resets them
+        _plot_kd_lines(ax, [e for e in summary if e["student"] == student and e["method"] == "kd"], metric)
+        n = scratch["n"]
+        ax.set(xlabel="temperature T", ylabel=f"test {metric}",
+               title=f"{student} ({n} seed{'s' if n > 1 else ''})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_kd_lines(ax, entries: list, metric: str) -> None:
+    lines: dict = {}
+    for entry in entries:
+        lines.setdefault((entry["loss"], entry["alpha"]), []).append(entry)
+    for (loss, alpha), points in lines.items():
+        points.sort(key=lambda e: e["temperature"])
+        ax.errorbar([e["temperature"] for e in points], [e[f"{metric}_mean"] for e in points],
+                    yerr=[e[f"{metric}_std"] for e in points], marker="o", capsize=3,
+                    label=f"KD ({loss}), alpha={alpha:g}")
+    temperatures = sorted({e["temperature"] for e in entries})
+    if temperatures:
+        ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
+        ax.minorticks_off()
