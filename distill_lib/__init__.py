@@ -45,7 +45,7 @@ _EXPORTS = {
     "count_params": "core.models", "feature_shapes": "core.models",
     "set_progress": "core.progress",
     # methods
-    "kd_loss": "methods", "get_loss": "methods", "soft_targets": "methods",
+    "kd_loss": "methods", "dkd_loss": "methods", "get_loss": "methods", "soft_targets": "methods",
     "hint_loss": "methods", "HintRegressor": "methods", "get_method": "methods", "METHODS": "methods",
     # the loop and what sits on it
     "History": "loop", "TrainingDiverged": "loop", "train": "loop", "train_step": "loop",

@@ -112,7 +112,7 @@ def test_distill_reports_agreement_with_teacher(tiny_dataset, teacher):
     (dict(epochs=0), "epochs must be an integer >= 1, got 0"),
     (dict(batch_size=2.5), "batch_size must be an integer >= 1, got 2.5"),
     (dict(lr=-1e-3), "lr must be a finite number > 0, got -0.001"),
-    (dict(loss="hinge"), "loss must be one of 'kl', 'mse-logits', 'mse-soft'; got 'hinge'"),
+    (dict(loss="hinge"), "loss must be one of 'kl', 'mse-logits', 'mse-soft', 'dkd'; got 'hinge'"),
     (dict(optimizer="lbfgs"), "optimizer must be one of 'adam', 'sgd'; got 'lbfgs'"),
     (dict(device="gpu0"), "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'gpu0'"),
 ])

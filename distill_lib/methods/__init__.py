@@ -7,7 +7,7 @@ an extra update of its own (the discriminator's step). The one training loop,
 
 Adding a method: write ``methods/<name>.py`` with a :class:`Method` subclass (a logit method
 subclasses :class:`LogitDistillation` and only writes its ``soft_term``), then add it to
-``METHODS`` below.
+``METHODS`` below. ``dkd.py`` is the worked example.
 
 What may be imported here: ``core`` and other ``methods`` modules, torch. Nothing from
 ``train``, ``lessons``, ``viz`` or ``batch``, and no plotting or notebook package.
@@ -15,11 +15,12 @@ What may be imported here: ``core`` and other ``methods`` modules, torch. Nothin
 from __future__ import annotations
 
 from ..core import checks
-from . import adversarial, attention, ce, hint, kd
+from . import adversarial, attention, ce, dkd, hint, kd
 from .adversarial import Adversarial, Discriminator
 from .attention import AttentionTransfer, attention_loss, attention_map
 from .base import Combined, Method, StepOutputs, StopTraining, combine
 from .ce import CrossEntropy
+from .dkd import DKD, dkd_loss
 from .hint import Hint, HintRegressor, hint_loss
 from .kd import KD, LogitDistillation, LogitMSE, ProbabilityMSE, get_loss, kd_loss, soft_targets
 
@@ -30,6 +31,7 @@ METHODS = {
     "kl": kd.KD,
     "mse-logits": kd.LogitMSE,
     "mse-soft": kd.ProbabilityMSE,
+    "dkd": dkd.DKD,
     "hint": hint.Hint,
     "attention": attention.AttentionTransfer,
     "adversarial": adversarial.Adversarial,
@@ -55,6 +57,6 @@ def logit_method(loss: str, *, temperature: float, alpha: float, **options) -> L
 
 
 __all__ = ["METHODS", "LOGIT_LOSSES", "get_method", "logit_method", "Method", "StepOutputs", "StopTraining",
-           "Combined", "combine", "CrossEntropy", "LogitDistillation", "KD", "LogitMSE", "ProbabilityMSE",
+           "Combined", "combine", "CrossEntropy", "LogitDistillation", "KD", "LogitMSE", "ProbabilityMSE", "DKD",
            "Hint", "HintRegressor", "AttentionTransfer", "Adversarial", "Discriminator", "kd_loss", "get_loss",
-           "soft_targets", "hint_loss", "attention_map", "attention_loss"]
+           "soft_targets", "dkd_loss", "hint_loss", "attention_map", "attention_loss"]
