@@ -169,10 +169,8 @@ def test_a_correct_loss_gets_no_finding_and_its_convention(name):
 
 @pytest.mark.parametrize("kind", ["kl", "mse-logits", "mse-soft"])
 def test_the_workbench_s_own_losses_pass(kind):
-    losses = pytest.importorskip("distill_lib.losses")
-    if not hasattr(losses, "get_loss"):
-        pytest.skip("distill_lib.losses.get_loss has moved")
-    loss = losses.get_loss(kind)
+    from distill_lib.methods import get_loss
+    loss = get_loss(kind)
     report = audit_kd_loss(lambda s, t, y, T, alpha: loss(s, t, y, temperature=T, alpha=alpha))
     assert report.ok, str(report)
     assert report.convention["soft_form"] == kind and report.convention["hard_form"] == "ce"
