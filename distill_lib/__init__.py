@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import os as _os
 
-__version__ = "0.2.0"
+from .core import __version__  # noqa: E402  (defined where checkpoints can read it)
 
 # Busy-waiting OpenMP threads make torch 10x slower on a small machine the moment another
 # process wants a core (measured on a shared 2-core box); passive waiting costs next to nothing

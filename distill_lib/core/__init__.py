@@ -7,3 +7,5 @@ widget or notebook-execution package (matplotlib, IPython, ipywidgets, papermill
 importing the library and training a student must never load a plotting stack.
 ``tests/test_layers.py`` enforces this.
 """
+
+__version__ = "0.2.0"  # the library's version, recorded in checkpoints and metrics.json

@@ -38,7 +38,7 @@ def state_dict_sha256(model_or_state) -> str:
 
 
 def _library_version() -> str:
-    from .. import __version__
+    from . import __version__
     return __version__
 
 
