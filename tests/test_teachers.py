@@ -53,6 +53,19 @@ def test_shipped_teacher_was_made_by_the_full_recipe():
     assert metadata["dataset"] == "fashion-mnist" and metadata["seed"] == 0
 
 
+# The weights of the shipped teacher as trained (the digest quoted in data/README.md): re-saving the
+# file in a newer checkpoint format must never change them.
+SHIPPED_WEIGHTS_SHA256 = "fc1fabf6b123bf2bce4ec02df0e31fdb0d3c534f6c4aac08a7066ef70d789141"
+
+
+def test_shipped_teacher_is_in_the_current_format_with_its_original_weights():
+    from distill_lib.core.checkpoints import FORMAT_VERSION, read_checkpoint, state_dict_sha256
+    payload = read_checkpoint(teachers.SHIPPED_TEACHER)
+    assert payload["format_version"] == FORMAT_VERSION
+    assert payload["metadata"]["weights_sha256"] == SHIPPED_WEIGHTS_SHA256
+    assert state_dict_sha256(payload["state_dict"]) == SHIPPED_WEIGHTS_SHA256
+
+
 def _save_small_teacher(path, marker: str):
     model = dl.build_model("mlp-tiny", seed=0)
     dl.save_checkpoint(model, path, marker=marker)
