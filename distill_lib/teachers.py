@@ -1,23 +1,31 @@
 """The workbench's teacher: one call gets it (shipped checkpoint, cache, or train and cache).
 
 ``get_teacher()`` returns a ready teacher in this order:
-1. the checkpoint shipped in ``data/`` (the full-profile Fashion-MNIST teacher), when valid;
-2. a teacher trained earlier with the same recipe, from the checkpoint cache
+1. the checkpoint shipped in ``data/`` (the full-profile Fashion-MNIST teacher, seed 0), when it is
+   valid and records that recipe; it answers for ``seed=0`` of both profiles (a stronger teacher
+   makes the lessons clearer, and it was trained on none of the mini test images);
+2. a teacher trained earlier with the same recipe and seed, from the checkpoint cache
    (``$DISTILL_LIB_CACHE`` or ``~/.cache/distill_lib``);
 3. otherwise it trains one with the profile's recipe and saves it into the cache.
-``retrain=True`` skips 1 and 2. A damaged checkpoint is reported and retrained, never trusted.
+``retrain=True`` skips 1 and 2. A damaged checkpoint, or one that records another recipe, seed,
+profile or architecture than the one asked for, is reported ("ignoring ...") and never used.
+
+Every argument, and the place the result will be written, is checked before any training starts.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 
 from .core import checks
 from .core.batches import Augment
 from .core.cache import cache_dir
-from .core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .core.checkpoints import (CheckpointError, load_checkpoint, prepare_destination, prepare_directory,
+                               refuse_non_regular, save_checkpoint)
 from .core.data import REPO_DATA_DIR, load_dataset
 from .core.device import resolve_device
 from .core.evaluate import evaluate
@@ -34,6 +42,9 @@ TEACHER_RECIPES = {
              "lr": 3e-3, "weight_decay": 5e-4, "shift": 2, "flip": True, "label_smoothing": 0.0},
 }
 PROFILES = tuple(TEACHER_RECIPES)
+# What the shipped file is (the full recipe's teacher, seed 0) and the profiles it answers for.
+SHIPPED_PROFILE, SHIPPED_SEED = "full", 0
+SHIPPED_SERVES = ("quick", "full")
 
 
 def recipe(profile: str, **overrides) -> dict:
@@ -49,10 +60,20 @@ def recipe_key(rec: dict, seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _check_arguments(profile, seed, device, **flags) -> None:
+    """Every argument of get_teacher / export_teacher / train_teacher, before anything is loaded."""
+    checks.one_of("profile", profile, PROFILES)
+    checks.non_negative_int("seed", seed)
+    resolve_device(device)
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def train_teacher(profile: str = "full", *, seed: int = 0, device="auto", progress=None, **overrides):
     """Train the teacher of ``profile``; return (model, metadata with test accuracy and time, History)."""
+    _check_arguments(profile, seed, device)
     rec = recipe(profile, **overrides)
-    checks.non_negative_int("seed", seed)
     train_set = load_dataset(rec["dataset"], split="train")
     test_set = load_dataset(rec["dataset"], split="test")
     model = build_model(rec["model"], train_set.num_classes, in_shape=train_set.input_shape, seed=seed)
@@ -62,7 +83,8 @@ def train_teacher(profile: str = "full", *, seed: int = 0, device="auto", progre
                   label_smoothing=rec["label_smoothing"], device=device, seed=seed, eval_set=test_set,
                   progress=progress, desc=f"teacher ({profile})")
     metadata = {"dataset": rec["dataset"], "classes": train_set.classes, "recipe": rec, "seed": seed,
-                "profile": profile, "test_accuracy": evaluate(model, test_set, device=resolve_device(device))["accuracy"],
+                "profile": profile, "recipe_key": recipe_key(rec, seed),
+                "test_accuracy": evaluate(model, test_set, device=resolve_device(device))["accuracy"],
                 "train_seconds": round(time.perf_counter() - started, 1),
                 "device": str(resolve_device(device)), "test_accuracy_curve": history.curve("accuracy"),
                 "train_loss_curve": history.train_loss}
@@ -71,36 +93,105 @@ def train_teacher(profile: str = "full", *, seed: int = 0, device="auto", progre
 
 def cached_teacher_path(profile: str, seed: int = 0) -> Path:
     """Where ``get_teacher`` keeps the teacher trained with the profile's recipe and seed."""
+    checks.non_negative_int("seed", seed)
     return cache_dir() / f"teacher-{profile}-{recipe_key(recipe(profile), seed)}.pt"
 
 
-def _try_load(path: Path):
-    if not path.is_file():
+def expected_metadata(profile: str, seed: int, *, with_key: bool = True) -> dict:
+    """What a checkpoint must record to stand for ``train_teacher(profile, seed=seed)``."""
+    rec = recipe(profile)
+    expected = {"recipe": rec, "seed": seed, "profile": profile, "dataset": rec["dataset"],
+                "architecture": rec["model"]}
+    if with_key:
+        expected["recipe_key"] = recipe_key(rec, seed)
+    return expected
+
+
+def recipe_mismatches(metadata: dict, expected: dict) -> list:
+    """``["recorded seed 1, expected 0", ...]``: where ``metadata`` differs from ``expected``."""
+    recorded = dict(metadata)
+    arch = metadata.get("architecture")
+    recorded["architecture"] = arch.get("name") if isinstance(arch, dict) else arch
+    return [f"recorded {name} {recorded.get(name)!r}, expected {value!r}"
+            for name, value in expected.items() if recorded.get(name) != value]
+
+
+def _try_load(path: Path, expected: dict):
+    if not os.path.lexists(path):
         return None
     try:
-        return load_checkpoint(path)
+        model, metadata = load_checkpoint(path)
     except CheckpointError as error:
         print(f"ignoring teacher checkpoint: {error}")
         return None
+    mismatches = recipe_mismatches(metadata, expected)
+    if mismatches:
+        print(f"ignoring teacher checkpoint {path}: {'; '.join(mismatches)}")
+        return None
+    return model, metadata
+
+
+def _cache_setting() -> str:
+    return "$DISTILL_LIB_CACHE" if os.environ.get("DISTILL_LIB_CACHE") else ""
 
 
 def get_teacher(profile: str = "quick", *, retrain: bool = False, seed: int = 0, device="auto",
                 progress=None, use_shipped: bool = True):
     """A trained teacher as (model in eval mode, metadata); see the module docstring for the order."""
+    _check_arguments(profile, seed, device, retrain=retrain, use_shipped=use_shipped)
     cached = cached_teacher_path(profile, seed)
     if not retrain:
-        for path in ([SHIPPED_TEACHER] if use_shipped else []) + [cached]:
-            loaded = _try_load(path)
+        candidates = []
+        if use_shipped and profile in SHIPPED_SERVES and seed == SHIPPED_SEED:
+            candidates.append((SHIPPED_TEACHER, expected_metadata(SHIPPED_PROFILE, SHIPPED_SEED, with_key=False)))
+        candidates.append((cached, expected_metadata(profile, seed)))
+        for path, expected in candidates:
+            loaded = _try_load(path, expected)
             if loaded is not None:
                 model, metadata = loaded
                 return model.eval(), {**metadata, "checkpoint": str(path)}
+    # the teacher will be cached here: make sure it can be, before minutes of training
+    prepare_directory(cached.parent, "teacher checkpoint", setting=_cache_setting(), target=cached)
+    refuse_non_regular(cached, "teacher checkpoint")
     model, metadata, _ = train_teacher(profile, seed=seed, device=device, progress=progress)
-    save_checkpoint(model, cached, **metadata)
+    try:
+        save_checkpoint(model, cached, **metadata)
+    except (OSError, ValueError) as error:  # the teacher is what was asked for: keep it
+        print(f"note: the trained teacher is returned but was not cached ({error}); the next call will "
+              f"train again")
+        return model, {**metadata, "checkpoint": None}
     return model, {**metadata, "checkpoint": str(cached)}
 
 
 def export_teacher(profile: str, out, *, seed: int = 0, device="auto", progress=None) -> dict:
-    """Train the profile's teacher and write it to ``out`` (how ``data/`` gets its teacher)."""
+    """Train the profile's teacher and write it to ``out`` (how ``data/`` gets its teacher).
+
+    ``out`` is checked before training (its directory can be created and written, and it is not a
+    directory, device or FIFO). Should writing still fail after training, the teacher is saved in
+    the cache directory instead and the error says where: hours of training are never lost."""
+    _check_arguments(profile, seed, device)
+    out = prepare_destination(out, "teacher checkpoint")
     model, metadata, _ = train_teacher(profile, seed=seed, device=device, progress=progress)
-    path = save_checkpoint(model, out, **metadata)
+    try:
+        path = save_checkpoint(model, out, **metadata)
+    except (OSError, ValueError) as error:
+        rescue = _rescue(model, metadata, profile)
+        where = f"it was saved to {rescue} instead" if rescue else "and could not be saved anywhere else"
+        raise CheckpointError(f"the trained teacher could not be written to {out} ({error}); {where}") from error
     return {**metadata, "checkpoint": str(path)}
+
+
+def _rescue(model, metadata, profile):
+    """Save a trained teacher whose destination failed somewhere it can be found again."""
+    for folder in (cache_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f"teacher-{profile}-rescued-", suffix=".pt", dir=folder)
+            os.close(handle)
+        except OSError:
+            continue
+        try:
+            return save_checkpoint(model, name, **metadata)
+        except (OSError, ValueError):
+            Path(name).unlink(missing_ok=True)
+    return None

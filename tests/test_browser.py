@@ -66,9 +66,11 @@ def teacher_cache(folder: Path) -> Path:
     from distill_lib.core.models import build_model
     from distill_lib.teachers import recipe, recipe_key
 
-    model = build_model("mlp-small", seed=0)
-    save_checkpoint(model, folder / f"teacher-quick-{recipe_key(recipe('quick'), 0)}.pt", dataset="fashion-mnist-mini",
-                    profile="quick", test_accuracy=0.0, note="random weights for the browser test")
+    rec = recipe("quick")  # get_teacher takes a cached teacher only when it records this recipe and seed
+    model = build_model(rec["model"], seed=0)
+    save_checkpoint(model, folder / f"teacher-quick-{recipe_key(rec, 0)}.pt", dataset=rec["dataset"], recipe=rec,
+                    seed=0, profile="quick", recipe_key=recipe_key(rec, 0), test_accuracy=0.0,
+                    note="random weights for the browser test")
     return folder
 
 
