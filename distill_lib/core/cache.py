@@ -5,13 +5,20 @@ of any stages a feature method asks for (hints, attention maps). The key covers
 
 - the teacher's weights (sha256 of its state dict, recomputed on every call, so an in-place edit
   of a weight is a different teacher),
+- the teacher's module structure (its class and ``repr``: layers, activations, their settings),
+  because a state dict holds no activation function: two teachers with the same weights but a
+  ReLU and a Tanh are different teachers,
 - the dataset (sha256 of its images and labels, recomputed on every call for the same reason),
 - the preprocessing (none outside the model: models centre their own inputs).
 
 Logits are also kept **on disk** (``<cache_dir>/teacher-outputs/``), so a notebook started in a
 new process does not pay the teacher pass again. A file is trusted only when its recorded key
-equals the key computed now and the sha256 of its logits matches; anything else is recomputed
-and replaced. Features stay in memory only (they can be hundreds of MB).
+equals the key computed now, the sha256 of its logits matches, it has one row per image, and a
+spot check (the teacher run now on the first and last image) agrees with it; anything else
+(truncated, foreign, forged or for another key) is recomputed and replaced. The digest and the
+spot check catch damage and careless edits, not a forger who rewrites middle rows and their
+digest: the cache directory is trusted as much as the code is. Features stay in memory only (they
+can be hundreds of MB).
 
 With random augmentation every epoch shows the teacher new images, so caching is refused: the
 teacher must run online on the very views the student sees (Beyer et al. 2022).
@@ -21,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +36,8 @@ from pathlib import Path
 import torch
 
 from . import checks
-from .checkpoints import state_dict_sha256
-from .evaluate import predict_outputs
+from .checkpoints import CheckpointError, refuse_non_regular, state_dict_sha256
+from .evaluate import predict_logits, predict_outputs
 from .results import write_atomic
 
 PREPROCESSING = "inputs in [0, 1]; centring inside the model"
@@ -65,7 +73,13 @@ def refuse_with_augmentation(augment, parameter: str = "cache_logits") -> None:
 
 
 def cache_key(teacher, dataset) -> tuple:
-    return (state_dict_sha256(teacher), dataset_sha256(dataset), PREPROCESSING)
+    return (state_dict_sha256(teacher), module_sha256(teacher), dataset_sha256(dataset), PREPROCESSING)
+
+
+def module_sha256(module) -> str:
+    """sha256 of a module's class and ``repr`` (its layers and their settings, not its weights)."""
+    kind = type(module)
+    return hashlib.sha256(f"{kind.__module__}.{kind.__qualname__}|{module!r}".encode()).hexdigest()
 
 
 def dataset_sha256(dataset) -> str:
@@ -93,7 +107,7 @@ def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: in
     key = cache_key(teacher, dataset)
     entry = _from_memory(key, stages)
     if entry is None and not stages and persist:
-        entry = _from_disk(key, len(dataset))
+        entry = _from_disk(key, teacher, dataset)
     if entry is None:
         _stats["misses"] += 1
         logits, features = predict_outputs(teacher, dataset.images, stages, batch_size=batch_size, device=device)
@@ -154,17 +168,18 @@ def _disk_path(key) -> Path:
     return _disk_dir() / (hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32] + ".pt")
 
 
-def _from_disk(key, length: int):
+def _from_disk(key, teacher, dataset):
     path = _disk_path(key)
-    if not path.is_file():
-        return None
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # absent, or a directory/FIFO: never read it
+            return None
         payload = torch.load(path, map_location="cpu", weights_only=True)
         logits = payload["logits"]
         valid = (payload.get("format") == FILE_FORMAT and tuple(payload.get("key", ())) == key
-                 and isinstance(logits, torch.Tensor) and logits.ndim == 2 and len(logits) == length
-                 and payload.get("sha256") == _tensor_sha256(logits))
-    except Exception:  # truncated, foreign or tampered: recompute
+                 and isinstance(logits, torch.Tensor) and logits.ndim == 2 and len(logits) == len(dataset)
+                 and payload.get("sha256") == _tensor_sha256(logits)
+                 and _spot_check(teacher, dataset, logits))
+    except Exception:  # absent, truncated, foreign or tampered: recompute
         valid = False
     if not valid:
         return None
@@ -172,12 +187,26 @@ def _from_disk(key, length: int):
     return TeacherOutputs(logits.float())
 
 
+def _spot_check(teacher, dataset, logits: torch.Tensor) -> bool:
+    """The teacher run now on the first and last image gives (nearly) the stored rows: a stored file
+    with the right key and digest but other logits (forged, or from another class count) is caught.
+    The tolerance allows for another device's arithmetic (TF32 convolutions on a GPU)."""
+    if len(logits) == 0:
+        return True
+    index = torch.tensor(sorted({0, len(logits) - 1}))
+    device = next((p.device for p in teacher.parameters()), torch.device("cpu"))
+    now = predict_logits(teacher, dataset.images[index], device=device)
+    return now.shape == logits[index].shape and torch.allclose(now, logits[index].float(), rtol=1e-2, atol=1e-2)
+
+
 def _to_disk(key, logits: torch.Tensor) -> None:
     payload = {"format": FILE_FORMAT, "key": list(key), "logits": logits, "sha256": _tensor_sha256(logits)}
+    path = _disk_path(key)
     try:
+        refuse_non_regular(path, "teacher outputs")
         _disk_dir().mkdir(parents=True, exist_ok=True)
-        write_atomic(_disk_path(key), lambda handle: torch.save(payload, handle))
-    except OSError as error:  # a read-only or full cache only costs the next process a teacher pass
+        write_atomic(path, lambda handle: torch.save(payload, handle))
+    except (OSError, CheckpointError) as error:  # a read-only or full cache costs the next process a teacher pass
         print(f"note: teacher outputs not saved to {_disk_dir()}: {error}")
 
 
