@@ -58,8 +58,9 @@ def imports_of(path: Path) -> set:
             else:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
-                found.add(target)
-                found |= {f"{target}.{alias.name}" for alias in node.names}  # "from . import x"
+                if node.module:  # "from .x import y": x itself; "from .. import x" names submodules only
+                    found.add(target)
+                found |= {f"{target}.{alias.name}" for alias in node.names}
     return found
 
 

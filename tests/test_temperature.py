@@ -237,19 +237,27 @@ def test_summary_mean_and_sample_std_over_seeds():
     (entry,) = grid.summarise(rows)
     assert entry["n"] == 3 and entry["accuracy_mean"] == pytest.approx(0.82)
     assert entry["accuracy_std"] == pytest.approx(0.02)  # sample std of 0.80, 0.82, 0.84
-    assert grid.format_metric(entry, "accuracy") == "82.00 ± 2.00 %"
+    assert grid.format_metric(entry, "accuracy") == "82.00 ± 2.00%"
 
 
-def test_reading_calls_a_difference_only_beyond_the_noise():
-    base = dict(student="s", nll=1.0, ece=0.1, agreement=0.9, seed=0)
-    summary = grid.summarise([
-        {**base, "method": "scratch", "loss": None, "temperature": None, "alpha": None, "accuracy": 0.850},
-        {**base, "method": "kd", "loss": "kl", "temperature": 1.0, "alpha": 0.9, "accuracy": 0.853},
-        {**base, "method": "kd", "loss": "kl", "temperature": 4.0, "alpha": 0.9, "accuracy": 0.870},
-        {**base, "method": "kd", "loss": "kl", "temperature": 8.0, "alpha": 0.9, "accuracy": 0.830}])
-    lines = grid.reading(summary)
-    assert ["no clear difference" in lines[0], "KD helps" in lines[1], "KD hurts" in lines[2]] == [True] * 3
-    assert "+2.00 points" in lines[1]
+def test_effects_pair_each_kd_run_with_the_same_seed_from_scratch():
+    # T=1: +0.3, +0.1, +0.2 points: interval -0.05 to +0.45 (t = 4.303, std 0.1) -> no difference
+    # T=4: +2, +2.5, +1.5: clear gain; T=8: -2, -1.5, -2.5: clear loss
+    base = dict(student="s", nll=1.0, ece=0.1, agreement=0.9)
+    scratch = [0.850, 0.840, 0.860]
+    rows = [{**base, "method": "scratch", "loss": None, "temperature": None, "alpha": None, "seed": k, "accuracy": a}
+            for k, a in enumerate(scratch)]
+    for T, gains in ((1.0, (0.003, 0.001, 0.002)), (4.0, (0.020, 0.025, 0.015)), (8.0, (-0.020, -0.015, -0.025))):
+        rows += [{**base, "method": "kd", "loss": "kl", "temperature": T, "alpha": 0.9, "seed": k, "accuracy": a + g}
+                 for k, (a, g) in enumerate(zip(scratch, gains))]
+    found = grid.effects(rows)
+    t1, t4, t8 = (found[("s", "kl", T, 0.9)] for T in (1.0, 4.0, 8.0))
+    assert (t1.verdict, t4.verdict, t8.verdict) == ("no difference", "gain", "loss")
+    low, high = t1.ci95
+    assert (low, high) == (pytest.approx(0.002 - 4.302653 * 0.001 / 3 ** 0.5, abs=1e-7),
+                           pytest.approx(0.002 + 4.302653 * 0.001 / 3 ** 0.5, abs=1e-7))
+    lines = grid.reading(found)
+    assert "+2.00 points" in lines[1] and lines[1].endswith("gain") and lines[2].endswith("loss")
 
 
 def test_kd_with_alpha_zero_is_exactly_training_from_scratch(tiny_dataset):

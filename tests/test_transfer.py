@@ -16,14 +16,15 @@ from distill_lib.core import cache
 from distill_lib.core.data import Dataset
 from distill_lib.lessons.transfer import (UNLABELLED, class_split_task, cross_dataset_task, load_task, parse_budgets,
                                   parse_classes, split_budget)
-from distill_lib.lessons.transfer_arms import (ARMS, TEACHER, UPPER_BOUND, Arm, FrozenBackbone, Recipe, fine_tune_teacher,
+from distill_lib.lessons.transfer_arms import (ARMS, TEACHER, UPPER_BOUND, Arm, FrozenBackbone, Schedule, fine_tune_teacher,
                                        initial_student, replace_head, run_experiment, train_arm, training_set,
                                        training_size)
 from distill_lib.lessons.transfer_models import ImageNetInput, check_architectures, source_models, torchvision_resnet
+from distill_lib.lessons import transfer_results as results
 from distill_lib.viz import transfer as transfer_viz
 
 SHAPE = (1, 8, 8)
-FAST = Recipe(steps=3, batch_size=16)
+FAST = Schedule(steps=3, batch_size=16)
 
 
 def id_dataset(labels, first_id=0, shape=SHAPE, split="train", classes=10) -> Dataset:
@@ -215,12 +216,12 @@ def test_teacher_of_a_budget_sees_only_its_labelled_images(task):
     assert set().union(*seen) == ids_of(split.labelled(task).images)
 
 
-def test_recipe_epochs_give_at_least_the_steps():
-    recipe = Recipe(steps=150, batch_size=128)
-    assert recipe.epochs_for(50) == 150          # one batch per epoch
-    assert recipe.epochs_for(5000) == 4          # 40 batches per epoch: 160 >= 150 updates
+def test_schedule_epochs_give_at_least_the_steps():
+    schedule = Schedule(steps=150, batch_size=128)
+    assert schedule.epochs_for(50) == 150          # one batch per epoch
+    assert schedule.epochs_for(5000) == 4          # 40 batches per epoch: 160 >= 150 updates
     with pytest.raises(ValueError, match="alpha"):
-        Recipe(alpha=1.5)
+        Schedule(alpha=1.5)
     with pytest.raises(ValueError, match="without a teacher"):
         Arm("bad", "scratch", "labelled+unlabelled", teacher=False)
 
@@ -228,7 +229,7 @@ def test_recipe_epochs_give_at_least_the_steps():
 def test_experiment_records_every_arm_budget_and_the_upper_bound(task):
     sources = {"student": mlp(5, 1), "teacher": mlp(5, 2)}
     records = run_experiment(task, [2, 5], [0, 1], sources_for_seed=lambda seed: sources, build_student=mlp,
-                             recipe=FAST, progress="off")
+                             schedule=FAST, progress="off")
     for seed in (0, 1):
         for per_class in (2, 5):
             got = {r["model"] for r in records if r["seed"] == seed and r["per_class"] == per_class}
@@ -237,7 +238,7 @@ def test_experiment_records_every_arm_budget_and_the_upper_bound(task):
         assert len(upper) == 1 and upper[0]["train_images"] == len(task.target_train)
     assert all("agreement" in r for r in records if r["model"] in ARMS)
     with pytest.raises(ValueError, match="budget 13"):
-        run_experiment(task, [13], [0], sources_for_seed=lambda s: sources, build_student=mlp, recipe=FAST)
+        run_experiment(task, [13], [0], sources_for_seed=lambda s: sources, build_student=mlp, schedule=FAST)
 
 
 # ------------------------------------------------------------------------------ online paths, offline stand-ins
@@ -253,12 +254,12 @@ def test_resnet_path_with_random_weights_and_fake_cifar():
     test = id_dataset(torch.arange(10), first_id=500, shape=(3, 32, 32), split="test")
     task = cross_dataset_task("fake imagenet -> fake cifar", None, None, fake, test)
     check_architectures("imagenet-resnet18", "resnet18", "resnet18")
-    sources = source_models("imagenet-resnet18", task, student="resnet18", teacher="resnet18", recipe=FAST,
+    sources = source_models("imagenet-resnet18", task, student="resnet18", teacher="resnet18", schedule=FAST,
                             seed=0, device="cpu", source_steps=1, weights=None)
     assert sources["student"](fake.images[:2]).shape == (2, 1000)
     before = {k: v.clone() for k, v in sources["student"].stages.state_dict().items()}
     split = split_budget(task, 1, seed=0)
-    model = train_arm("frozen", task, split, Recipe(steps=1, batch_size=10), build_student=None,
+    model = train_arm("frozen", task, split, Schedule(steps=1, batch_size=10), build_student=None,
                       source_student=sources["student"], teacher=None, seed=0, device="cpu")
     assert model(test.images[:3]).shape == (3, 10)
     assert all(torch.equal(v, before[k]) for k, v in model.model.stages.state_dict().items())
@@ -271,12 +272,12 @@ def test_mnist_path_pretrains_on_the_source_images():
     target = id_dataset(torch.arange(10).repeat(4))
     test = id_dataset(torch.arange(10), first_id=3000, split="test")
     task = cross_dataset_task("fake mnist -> fake fashion", source, None, target, test)
-    sources = source_models("mnist", task, student="mlp-tiny", teacher="mlp-small", recipe=FAST, seed=0,
+    sources = source_models("mnist", task, student="mlp-tiny", teacher="mlp-small", schedule=FAST, seed=0,
                             device="cpu", source_steps=2)
     assert sources["student"].num_classes == 10 and sources["teacher"].arch["name"] == "mlp-small"
     records = run_experiment(task, [1], [0], sources_for_seed=lambda seed: sources,
                              build_student=lambda k, s: dl.build_model("mlp-tiny", k, in_shape=SHAPE, seed=s),
-                             recipe=FAST, progress="off")
+                             schedule=FAST, progress="off")
     assert {r["model"] for r in records} == set(ARMS) | {TEACHER, UPPER_BOUND}
     with pytest.raises(ValueError, match="same shape"):
         cross_dataset_task("bad", id_dataset([0, 1], shape=(1, 4, 4)), None, target, test)
@@ -300,26 +301,38 @@ def fake_records():
 
 
 def test_summary_and_gain_match_statistics():
-    table = transfer_viz.summary(fake_records(), "gain")
+    table = results.summary(fake_records(), "gain")
     gains = [100 * (0.86 - 0.80), 100 * (0.86 - 0.82)]
     mean, std, n = table["finetune"][10]
     assert math.isclose(mean, statistics.mean(gains)) and math.isclose(std, statistics.stdev(gains)) and n == 2
-    acc = transfer_viz.summary(fake_records(), "accuracy")
+    acc = results.summary(fake_records(), "accuracy")
     assert math.isclose(acc["finetune_kd"][100][0], statistics.mean([0.93, 0.94]))
 
 
-def test_reading_reports_gains_with_the_noise_yardstick():
-    lines = transfer_viz.reading(fake_records(), test_images=10_000)
-    se = 100 * math.sqrt(0.81 * 0.19 / 10_000)
-    assert f"{se:.1f} points" in lines[0]
-    assert "'fine-tune + KD (+ unlabelled)' at 88.5%" in lines[1] and "+7.5 points (a real gain)" in lines[1]
-    assert "-10.0 points (a real loss)" in lines[3]   # frozen features at 10 labels
-    assert "+0.0 points (within noise)" in lines[4]   # KD on labelled images only
-    assert "exceeds it by 3.0 points" in lines[6] and "95.0%" in lines[7]
+def test_reading_reports_paired_effects_with_the_one_verdict_rule():
+    # fine-tune at 10 labels: differences +6 and +4 points; interval 5 +- 12.706 * 1.414 / 1.414
+    # = 5 +- 12.7: the two-seed interval is wide, so "no difference" despite a mean of +5 points
+    found = results.effect(fake_records(), "finetune", 10)
+    assert found.differences == [pytest.approx(0.06), pytest.approx(0.04)]
+    assert found.ci95 == (pytest.approx(0.05 - 12.7062047 * 0.01), pytest.approx(0.05 + 12.7062047 * 0.01))
+    assert found.verdict == "no difference"
+    # KD with unlabelled images vs KD on labelled ones: +3 and +4 points, interval 3.5 +- 6.35
+    versus = results.effect(fake_records(), "kd_unlabelled", 10, against="kd_labelled")
+    assert versus.mean == pytest.approx(0.035)
+    lines = results.reading(fake_records())
+    assert "2 seeds" in lines[0]
+    assert "+5.00 points (95% CI -7.71 to +17.71, 2 seeds): no difference with 10 labels per class" in lines[1]
+    assert "95.0%" in lines[-1]
+
+
+def test_students_beating_their_teacher_are_counted():
+    counts = results.students_beating_teacher(fake_records())
+    assert counts["finetune_kd"] == (4, 4)  # 0.88/0.89 (+0.05) beat 0.85/0.86 (+0.05) at both budgets
+    assert counts["frozen"] == (0, 4) and counts["finetune"] == (2, 4)  # 0.86 > 0.85 only for seed 0
 
 
 def test_metrics_json_has_accuracy_and_agreement_of_every_arm_per_budget():
-    metrics = transfer_viz.metrics_for_json(fake_records())
+    metrics = results.metrics_for_json(fake_records())
     for arm in ARMS:
         assert set(metrics["accuracy"][arm]) == {"10", "100"} and set(metrics["agreement"][arm]) == {"10", "100"}
     assert metrics["accuracy"][UPPER_BOUND] == {"1000": 0.95}
@@ -340,7 +353,7 @@ def test_imagenet_weights_are_not_fetched_without_permission(tmp_path, monkeypat
     fake = id_dataset(torch.arange(10), shape=(3, 32, 32))
     task = cross_dataset_task("fake", None, None, fake, fake)
     with pytest.raises(FileNotFoundError, match="download=True"):
-        source_models("imagenet-resnet18", task, student="resnet18", teacher="resnet18", recipe=FAST, seed=0,
+        source_models("imagenet-resnet18", task, student="resnet18", teacher="resnet18", schedule=FAST, seed=0,
                       device="cpu", source_steps=1)
 
 

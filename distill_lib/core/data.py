@@ -63,6 +63,14 @@ class Dataset:
     def input_shape(self) -> tuple:
         return tuple(self.images.shape[1:])
 
+    def stratified(self, per_class: int | None, seed: int = 0) -> "Dataset":
+        """``per_class`` random images of every class (seeded; file order kept); None: all of them."""
+        if per_class is None:
+            return self
+        checks.positive_int("per_class", per_class)
+        picked = stratified_indices(self.labels, per_class, torch.Generator().manual_seed(seed))
+        return self.subset(picked, name=f"{self.name} ({per_class} per class)")
+
     def subset(self, indices, name: str | None = None) -> "Dataset":
         """A new Dataset holding the given rows (a tensor or list of indices)."""
         index = torch.as_tensor(indices, dtype=torch.long)

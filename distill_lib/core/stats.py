@@ -51,10 +51,14 @@ def t_quantile(probability: float, df: int) -> float:
 def mean_interval(values, level: float = 0.95) -> tuple[float, float]:
     """The ``level`` confidence interval of the mean of ``values`` (Student t); NaNs for one value."""
     values = _floats("values", values)
-    mean, std = mean_std(values)
-    if len(values) < 2:
+    return interval_from(*mean_std(values), len(values), level)
+
+
+def interval_from(mean: float, std: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The same interval as :func:`mean_interval`, from a mean, a sample std and a count."""
+    if n < 2:
         return math.nan, math.nan
-    half = t_quantile(0.5 + level / 2, len(values) - 1) * std / math.sqrt(len(values))
+    half = t_quantile(0.5 + level / 2, n - 1) * std / math.sqrt(n)
     return mean - half, mean + half
 
 

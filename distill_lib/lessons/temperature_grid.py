@@ -4,7 +4,9 @@ Every student of one seed starts from the same initial weights, so a difference 
 runs of a seed is the method's, not the initialisation's. The teacher's logits on the training
 images are cached (``distill(cache_logits="auto")``): the whole grid costs one teacher pass.
 Metrics are those of the final epoch on the test set (accuracy, NLL, ECE, agreement with the
-teacher's predictions); a summary gives mean and sample standard deviation over seeds.
+teacher's predictions). :func:`effects` pairs every KD run with the same student's from-scratch
+run of the same seed and hands the differences to ``core.stats.paired``: mean, 95% interval and
+the verdict, by the one rule of the workbench.
 """
 from __future__ import annotations
 
@@ -12,16 +14,37 @@ from ..core import checks
 from ..core.evaluate import evaluate
 from ..core.models import MODEL_PRESETS, build_model
 from ..core.progress import Progress
-from ..core.stats import mean_std
-from ..methods.kd import SOFT_TERMS
+from ..core import stats
+from ..methods import LOGIT_LOSSES
 from ..loop import distill, fit
 
 KEY_FIELDS = ("student", "method", "loss", "temperature", "alpha")  # one setting, all seeds
 METRICS = ("accuracy", "nll", "ece", "agreement")
 
 
-def grid_settings(students, temperatures, alphas, seeds, losses=("kl",)) -> list:
-    """Per student and seed: one from-scratch run, then one KD run per loss x T x alpha."""
+def axes(cfg) -> dict:
+    """The grid of notebook 02: every axis the profile's list, unless the parameter (``student``,
+    ``temperature``, ``alpha``) gives one value; the seeds; and the headline setting."""
+    students = [cfg.student] if cfg.student else list(cfg.students)
+    temperatures = [cfg.temperature] if cfg.temperature else list(cfg.temperatures)
+    alphas = [cfg.alpha] if cfg.alpha is not None else list(cfg.alphas)
+    headline = {"student": students[0],
+                "temperature": temperatures[0] if cfg.temperature else cfg.headline_temperature,
+                "alpha": alphas[0] if cfg.alpha is not None else cfg.headline_alpha}
+    variants = {"temperature": temperatures[0] if cfg.temperature else cfg.variants_temperature,
+                "alpha": alphas[0] if cfg.alpha is not None else cfg.headline_alpha}
+    for name, setting in (("headline", headline), ("loss variants' KL reference", variants)):
+        if setting["temperature"] not in temperatures or setting["alpha"] not in alphas:
+            raise ValueError(f"the {name} setting {setting} must be on the grid (temperatures {temperatures}, alphas {alphas})")
+    return {"students": students, "temperatures": temperatures, "alphas": alphas,
+            "seeds": list(range(cfg.seed, cfg.seed + cfg.n_seeds)), "headline": headline, "variants": variants}
+
+
+def grid_settings(students, temperatures, alphas, seeds, losses=("kl",), loss_options=None) -> list:
+    """Per student and seed: one from-scratch run, then one KD run per loss x T x alpha.
+
+    ``loss_options`` maps a loss name to its options (e.g. ``{"dkd": {"nckd_weight": 8.0}}``).
+    """
     for name, values, check in (("temperatures", temperatures, checks.positive_number),
                                 ("alphas", alphas, checks.fraction), ("seeds", seeds, checks.non_negative_int)):
         if not list(values):
@@ -31,12 +54,14 @@ def grid_settings(students, temperatures, alphas, seeds, losses=("kl",)) -> list
     for student in students:
         checks.one_of("student", student, MODEL_PRESETS)
     for loss in losses:
-        checks.one_of("loss", loss, list(SOFT_TERMS))
+        checks.one_of("loss", loss, LOGIT_LOSSES)
+    options = loss_options or {}
     settings = []
     for student in students:
         for seed in seeds:
             settings.append(dict(student=student, method="scratch", loss=None, temperature=None, alpha=None, seed=seed))
-            settings += [dict(student=student, method="kd", loss=loss, temperature=float(t), alpha=float(a), seed=seed)
+            settings += [dict(student=student, method="kd", loss=loss, temperature=float(t), alpha=float(a), seed=seed,
+                              options=dict(options.get(loss, {})))
                          for loss in losses for t in temperatures for a in alphas]
     return settings
 
@@ -58,8 +83,8 @@ def train_one(setting: dict, teacher, train_set, test_set, teacher_test_logits, 
     if setting["method"] == "scratch":
         history = fit(model, train_set, **common)
     else:
-        history = distill(model, teacher, train_set, temperature=setting["temperature"],
-                          alpha=setting["alpha"], loss=setting["loss"], **common)
+        history = distill(model, teacher, train_set, temperature=setting["temperature"], alpha=setting["alpha"],
+                          loss=setting["loss"], loss_options=setting.get("options") or None, **common)
     metrics = evaluate(model, test_set, teacher_logits=teacher_test_logits, device=device)
     return {**setting, **metrics, "epochs": epochs, "seconds": round(history.seconds, 2)}
 
@@ -83,7 +108,7 @@ def summarise(rows: list) -> list:
     for key, members in groups.items():
         entry = {**dict(zip(KEY_FIELDS, key)), "n": len(members)}
         for metric in METRICS:
-            entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std([m[metric] for m in members])
+            entry[f"{metric}_mean"], entry[f"{metric}_std"] = stats.mean_std([m[metric] for m in members])
         summary.append(entry)
     return summary
 
@@ -96,41 +121,34 @@ def find(summary: list, **key) -> dict:
     return found[0]
 
 
-SINGLE_RUN_NOISE = 0.005  # half a point: the seed-to-seed spread of these students on the mini data
+def effects(rows: list, metric: str = "accuracy", against: dict | None = None) -> dict:
+    """Setting -> ``stats.Comparison`` of its runs against the runs matching ``against`` (default:
+    the same student from scratch; ``{"loss": "kl"}`` compares other losses with KL), paired by
+    student and seed. Keys are ``(student, loss, temperature, alpha)``."""
+    checks.one_of("metric", metric, METRICS)
+    against = against or {"method": "scratch"}
+
+    def is_baseline(row):
+        return all(row.get(k) == v for k, v in against.items())
+    baseline = {(r["student"], r["seed"]): r[metric] for r in rows if is_baseline(r)}
+    groups: dict = {}
+    for r in rows:
+        if r["method"] == "kd" and not is_baseline(r) and (r["student"], r["seed"]) in baseline:
+            groups.setdefault((r["student"], r["loss"], r["temperature"], r["alpha"]), []).append(r)
+    return {key: stats.paired([r[metric] for r in runs], [baseline[(r["student"], r["seed"])] for r in runs],
+                              seeds=[r["seed"] for r in runs])
+            for key, runs in groups.items()}
 
 
 def format_metric(entry: dict, metric: str, percent: bool = True) -> str:
-    """``86.45 %`` for one seed, ``86.45 ± 0.21 %`` for several (ECE: ``0.028 ± 0.003``)."""
+    """``86.45%`` for one seed, ``86.45 ± 0.21%`` (mean ± std) for several; ECE without percent."""
     mean, std = entry[f"{metric}_mean"], entry[f"{metric}_std"]
     if percent:
-        return f"{100 * mean:.2f} %" if entry["n"] == 1 else f"{100 * mean:.2f} ± {100 * std:.2f} %"
+        return f"{100 * mean:.2f}%" if entry["n"] == 1 else f"{100 * mean:.2f} ± {100 * std:.2f}%"
     return f"{mean:.3f}" if entry["n"] == 1 else f"{mean:.3f} ± {std:.3f}"
 
 
-def verdict(gain: float, noise: float) -> str:
-    """A difference counts only when it exceeds the noise."""
-    if gain > noise:
-        return "KD helps"
-    if gain < -noise:
-        return "KD hurts"
-    return "no clear difference"
-
-
-def reading(summary: list, losses=("kl",), temperature: float | None = None, alpha: float | None = None) -> list:
-    """One line per KD setting: its accuracy against the same student from scratch, the gain in
-    points, the verdict and the change of ECE. Noise: the larger std over seeds, or
-    ``SINGLE_RUN_NOISE`` for one seed."""
-    lines = []
-    for student in dict.fromkeys(e["student"] for e in summary):
-        scratch = find(summary, student=student, method="scratch")
-        for e in summary:
-            if (e["student"] != student or e["method"] != "kd" or e["loss"] not in losses
-                    or temperature not in (None, e["temperature"]) or alpha not in (None, e["alpha"])):
-                continue
-            gain = e["accuracy_mean"] - scratch["accuracy_mean"]
-            noise = max(e["accuracy_std"], scratch["accuracy_std"]) if min(e["n"], scratch["n"]) > 1 else SINGLE_RUN_NOISE
-            lines.append(f"{student:>10} KD {e['loss']:<10} T={e['temperature']:<4g} alpha={e['alpha']:<4g}: "
-                         f"{format_metric(e, 'accuracy')} vs {format_metric(scratch, 'accuracy')} from scratch, "
-                         f"{100 * gain:+.2f} points -> {verdict(gain, noise)} (noise {100 * noise:.2f} points); "
-                         f"ECE {format_metric(scratch, 'ece', percent=False)} -> {format_metric(e, 'ece', percent=False)}")
-    return lines
+def reading(comparisons: dict, label: str = "vs scratch") -> list:
+    """One line per setting from its paired comparison: difference, 95% interval, verdict."""
+    return [f"{student:>10} {loss:<10} T={temperature:<4g} alpha={alpha:<4g} {label}: {c.text()}"
+            for (student, loss, temperature, alpha), c in comparisons.items()]

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import torch
 
 from ..core import checks
+from ..profiles import TRANSFER_SOURCES
 from ..core.data import Dataset, load_dataset, stratified_indices
 
-SOURCES = ("fashion-split", "mnist", "imagenet-resnet18")
+SOURCES = TRANSFER_SOURCES  # the names live with the profiles, so the runner can check them first
 UNLABELLED = -1  # the label losses.kd_loss reads as "no label: soft term only"
 
 

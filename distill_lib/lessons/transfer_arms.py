@@ -67,7 +67,7 @@ LABELS = {**{key: arm.label for key, arm in ARMS.items()}, TEACHER: "teacher (sa
 
 
 @dataclass(frozen=True)
-class Recipe:
+class Schedule:
     """Optimisation settings shared by every run; ``steps`` is a minimum number of updates."""
 
     steps: int = 150
@@ -152,40 +152,40 @@ def initial_student(arm: Arm, build_student, source_student, num_classes: int, s
     return FrozenBackbone(student) if arm.frozen else student
 
 
-def train_model(model, data, recipe: Recipe, *, seed: int, device, teacher=None, fine_tune=False, desc="run"):
-    """``fit`` (no teacher) or ``distill`` (teacher) for ``recipe.epochs_for(len(data))`` epochs;
-    ``fine_tune`` uses ``recipe.finetune_lr`` instead of ``recipe.lr``."""
-    lr = recipe.finetune_lr if fine_tune and recipe.finetune_lr is not None else recipe.lr
-    common = dict(epochs=recipe.epochs_for(len(data)), batch_size=recipe.batch_size, lr=lr,
-                  weight_decay=recipe.weight_decay, device=device, seed=seed, progress="off", desc=desc)
+def train_model(model, data, schedule: Schedule, *, seed: int, device, teacher=None, fine_tune=False, desc="run"):
+    """``fit`` (no teacher) or ``distill`` (teacher) for ``schedule.epochs_for(len(data))`` epochs;
+    ``fine_tune`` uses ``schedule.finetune_lr`` instead of ``schedule.lr``."""
+    lr = schedule.finetune_lr if fine_tune and schedule.finetune_lr is not None else schedule.lr
+    common = dict(epochs=schedule.epochs_for(len(data)), batch_size=schedule.batch_size, lr=lr,
+                  weight_decay=schedule.weight_decay, device=device, seed=seed, progress="off", desc=desc)
     if teacher is None:
         fit(model, data, **common)
     else:
-        distill(model, teacher, data, temperature=recipe.temperature, alpha=recipe.alpha, **common)
+        distill(model, teacher, data, temperature=schedule.temperature, alpha=schedule.alpha, **common)
     return model
 
 
-def train_arm(key: str, task, split, recipe, *, build_student, source_student, teacher, seed, device):
+def train_arm(key: str, task, split, schedule, *, build_student, source_student, teacher, seed, device):
     """Train arm ``key`` of :data:`ARMS` on ``split``; returns the trained model."""
     arm = ARMS[checks.one_of("arm", key, list(ARMS))]
     student = initial_student(arm, build_student, source_student, len(task.target_classes), seed)
-    return train_model(student, training_set(arm, task, split), recipe, seed=seed, device=device,
+    return train_model(student, training_set(arm, task, split), schedule, seed=seed, device=device,
                        teacher=teacher if arm.teacher else None, fine_tune=arm.init == "source" and not arm.frozen,
                        desc=key)
 
 
 # ------------------------------------------------------------------------- the experiment
-def pretrain_source(build, task: TransferTask, recipe: Recipe, *, seed: int, device, steps: int):
+def pretrain_source(build, task: TransferTask, schedule: Schedule, *, seed: int, device, steps: int):
     """A model of ``build``'s architecture trained on the source task (all its labels)."""
     model = build(task.source_train.num_classes, seed)
-    return train_model(model, task.source_train, dataclasses.replace(recipe, steps=steps),
+    return train_model(model, task.source_train, dataclasses.replace(schedule, steps=steps),
                        seed=seed, device=device, desc="source model").eval()
 
 
-def fine_tune_teacher(source_teacher, task, split, recipe, *, seed, device):
+def fine_tune_teacher(source_teacher, task, split, schedule, *, seed, device):
     """The honest teacher of a budget: its source model fine-tuned on the budget's labels only."""
     teacher = replace_head(source_teacher, len(task.target_classes), seed)
-    return train_model(teacher, split.labelled(task), recipe, seed=seed, device=device, fine_tune=True,
+    return train_model(teacher, split.labelled(task), schedule, seed=seed, device=device, fine_tune=True,
                        desc="teacher").eval()
 
 
@@ -194,31 +194,31 @@ def _record(name, split, seed, metrics, seconds, train_images):
             "train_images": train_images, **metrics}
 
 
-def _evaluated_teacher(source_teacher, task, split, recipe, *, seed, device):
+def _evaluated_teacher(source_teacher, task, split, schedule, *, seed, device):
     """The budget's teacher, its logits on the target test set, and the record of its metrics."""
     started = time.perf_counter()
-    teacher = fine_tune_teacher(source_teacher, task, split, recipe, seed=seed, device=device)
+    teacher = fine_tune_teacher(source_teacher, task, split, schedule, seed=seed, device=device)
     logits = predict_logits(teacher, task.target_test.images, device=device)
     metrics = metrics_from_logits(logits, task.target_test.labels)
     return teacher, logits, _record(TEACHER, split, seed, metrics, time.perf_counter() - started,
                                     len(split.labelled_rows))
 
 
-def _evaluated_arm(key, task, split, recipe, *, sources, build_student, teacher, teacher_logits, seed, device):
+def _evaluated_arm(key, task, split, schedule, *, sources, build_student, teacher, teacher_logits, seed, device):
     started = time.perf_counter()
-    model = train_arm(key, task, split, recipe, build_student=build_student, source_student=sources["student"],
+    model = train_arm(key, task, split, schedule, build_student=build_student, source_student=sources["student"],
                       teacher=teacher, seed=seed, device=device)
     metrics = evaluate(model, task.target_test, teacher_logits=teacher_logits, device=device)
     return _record(key, split, seed, metrics, time.perf_counter() - started, training_size(ARMS[key], split))
 
 
-def run_seed(task, budgets, seed, *, sources, build_student, recipe, device, arms, bar) -> list:
+def run_seed(task, budgets, seed, *, sources, build_student, schedule, device, arms, bar) -> list:
     """Every arm at every budget for one seed; ``sources`` = {"student": model, "teacher": model}.
     The teacher fine-tuned on all target labels is recorded once more as the upper bound."""
     records = []
     for per_class in sorted(set(budgets) | {task.images_per_class}):
         split = split_budget(task, per_class, seed)
-        teacher, teacher_logits, record = _evaluated_teacher(sources["teacher"], task, split, recipe,
+        teacher, teacher_logits, record = _evaluated_teacher(sources["teacher"], task, split, schedule,
                                                              seed=seed, device=device)
         if per_class == task.images_per_class:
             records.append({**record, "model": UPPER_BOUND})
@@ -228,13 +228,13 @@ def run_seed(task, budgets, seed, *, sources, build_student, recipe, device, arm
         records.append(record)
         bar.update(1, seed=seed, budget=per_class, model=TEACHER, acc=record["accuracy"])
         for key in arms:
-            records.append(_evaluated_arm(key, task, split, recipe, sources=sources, build_student=build_student,
+            records.append(_evaluated_arm(key, task, split, schedule, sources=sources, build_student=build_student,
                                           teacher=teacher, teacher_logits=teacher_logits, seed=seed, device=device))
             bar.update(1, seed=seed, budget=per_class, model=key, acc=records[-1]["accuracy"])
     return records
 
 
-def run_experiment(task: TransferTask, budgets, seeds, *, sources_for_seed, build_student, recipe: Recipe,
+def run_experiment(task: TransferTask, budgets, seeds, *, sources_for_seed, build_student, schedule: Schedule,
                    device="cpu", arms=tuple(ARMS), progress=None) -> list:
     """Tidy records (one dict per seed x budget x model) for every arm, the teacher and the
     all-labels upper bound. ``sources_for_seed(seed)`` returns the pretrained source models."""
@@ -251,5 +251,37 @@ def run_experiment(task: TransferTask, budgets, seeds, *, sources_for_seed, buil
     with Progress(len(seeds) * (len(budgets) * (1 + len(arms)) + extra), "transfer runs", progress) as bar:
         for seed in seeds:
             records += run_seed(task, list(budgets), seed, sources=sources_for_seed(seed), build_student=build_student,
-                                recipe=recipe, device=device, arms=arms, bar=bar)
+                                schedule=schedule, device=device, arms=arms, bar=bar)
+    return records
+
+
+# ------------------------------------------------------------------------- a strong teacher
+TRANSFER_SET_ARMS = ("scratch", "kd_labelled", "kd_unlabelled")
+
+
+def run_with_teacher(task: TransferTask, teacher, budgets, seeds, *, build_student, schedule: Schedule,
+                     device="cpu", progress=None) -> list:
+    """Records like :func:`run_experiment` for a FIXED teacher (one trained elsewhere with many
+    labels): from scratch, KD on the labelled images, KD on labelled + unlabelled images.
+
+    This is the practitioner who can use a strong model but has few labels of their own: the
+    only way the teacher's knowledge reaches the student beyond those labels is its soft targets
+    on the unlabelled images (the transfer set). No source model is involved.
+    """
+    for per_class in budgets:
+        checks.positive_int("budget", per_class)
+    device = resolve_device(device)
+    teacher_logits = predict_logits(teacher, task.target_test.images, device=device)
+    teacher_record = metrics_from_logits(teacher_logits, task.target_test.labels)
+    records = []
+    with Progress(len(seeds) * len(budgets) * len(TRANSFER_SET_ARMS), "transfer set runs", progress) as bar:
+        for seed in seeds:
+            for per_class in sorted(budgets):
+                split = split_budget(task, per_class, seed)
+                records.append(_record(TEACHER, split, seed, teacher_record, 0.0, len(task.target_train)))
+                for key in TRANSFER_SET_ARMS:
+                    records.append(_evaluated_arm(key, task, split, schedule, sources={"student": None},
+                                                  build_student=build_student, teacher=teacher,
+                                                  teacher_logits=teacher_logits, seed=seed, device=device))
+                    bar.update(1, seed=seed, budget=per_class, model=key, acc=records[-1]["accuracy"])
     return records

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from ..core import checks
+from ..profiles import TRANSFER_RESNETS
 from ..core.models import MODEL_PRESETS, StagedNet, build_model, denormalise_inputs
 from .transfer_arms import pretrain_source
 
-RESNETS = ("resnet18", "resnet34")
+RESNETS = TRANSFER_RESNETS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -84,7 +85,7 @@ def imagenet_weights_file(name: str, weights: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
-def source_models(source: str, task, *, student: str, teacher: str, recipe, seed: int, device,
+def source_models(source: str, task, *, student: str, teacher: str, schedule, seed: int, device,
                   source_steps: int, weights: str | None = "IMAGENET1K_V1", download: bool = False) -> dict:
     """{"student": model, "teacher": model} pretrained on the source task (or ImageNet weights;
     ``download=False`` refuses to fetch weights that are not in torch's cache yet)."""
@@ -100,6 +101,6 @@ def source_models(source: str, task, *, student: str, teacher: str, recipe, seed
         if source == "imagenet-resnet18":
             models[name] = torchvision_resnet(name, weights=weights).eval()
         else:
-            models[name] = pretrain_source(builder(source, name, in_shape), task, recipe, seed=seed,
+            models[name] = pretrain_source(builder(source, name, in_shape), task, schedule, seed=seed,
                                            device=device, steps=source_steps)
     return {"student": models[student], "teacher": models[teacher]}

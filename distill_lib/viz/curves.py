@@ -2,27 +2,56 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from ..core.evaluate import confusion_matrix, per_class_accuracy
-from ..core.stats import mean_std
+from ..core.stats import mean_interval
 
 
 def learning_curves(histories: dict, metric: str = "accuracy", title: str = ""):
-    """Training loss and an evaluation metric over epochs, one line per labelled History."""
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6))
+    """Test NLL and a test metric over epochs, one line per labelled History.
+
+    The left panel is the cross-entropy on the TEST labels, the same measure for every run; a
+    run's training objective is not (a distilled student's includes the T^2-scaled soft term),
+    so it is drawn separately by :func:`plot_loss_parts`.
+    """
+    fig, (ax_nll, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6))
     for label, history in histories.items():
-        epochs = range(1, len(history.train_loss) + 1)
-        ax_loss.plot(epochs, history.train_loss, label=label)
-        if history.eval_metrics and metric in history.eval_metrics[0]:
-            ax_metric.plot(epochs, history.curve(metric), marker=".", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    ax_metric.set(xlabel="epoch", ylabel=f"test {metric}", title=f"test {metric} (final epoch is reported)")
-    for ax in (ax_loss, ax_metric):
-        ax.grid(alpha=0.3)
+        if not history.eval_metrics or metric not in history.eval_metrics[0]:
+            continue
+        epochs = range(1, len(history.eval_metrics) + 1)
+        ax_nll.plot(epochs, history.curve("nll"), marker=".", label=label)
+        ax_metric.plot(epochs, [100 * v for v in history.curve(metric)] if metric == "accuracy" else history.curve(metric),
+                       marker=".", label=label)
+    ax_nll.set(xlabel="epoch", ylabel="test NLL (cross-entropy)", title="test loss: the same measure for every run")
+    ax_metric.set(xlabel="epoch", ylabel=f"test {metric}" + (" (%)" if metric == "accuracy" else ""),
+                  title=f"test {metric} (the final epoch is reported)")
+    for ax in (ax_nll, ax_metric):
+        _epoch_axis(ax)
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_loss_parts(history, title: str = ""):
+    """The named parts of one run's training objective over epochs (e.g. ``ce`` and ``kd``), with
+    their sum: what the optimiser actually saw."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    epochs = range(1, len(history.train_loss) + 1)
+    ax.plot(epochs, history.train_loss, color="k", marker=".", label="total (minimised)")
+    for name, values in history.parts.items():
+        ax.plot(epochs, values, marker=".", label=name)
+    ax.set(xlabel="epoch", ylabel="training loss, epoch mean (log scale)", title=title or "loss parts", yscale="log")
+    _epoch_axis(ax)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _epoch_axis(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.grid(alpha=0.3)
 
 
 def plot_confusion(predictions, labels, classes, title: str = "confusion matrix"):
@@ -51,26 +80,69 @@ def plot_per_class(accuracies: dict, classes, title: str = "per-class test accur
     for k, (label, values) in enumerate(accuracies.items()):
         ax.bar([i + k * width for i in range(len(classes))], [float(v) for v in values], width, label=label)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(classes))], classes, rotation=30, ha="right")
-    ax.set(ylabel="accuracy", ylim=(0, 1.02), title=title)
-    ax.legend(fontsize=8)
+    ax.set(ylabel="accuracy", ylim=(0, 1.02))
+    ax.set_title(title, pad=24)
+    # above the axes, so that it never covers a bar
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(accuracies), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def plot_bars_with_seeds(results: dict, ylabel: str = "test accuracy", title: str = ""):
-    """One bar per method: mean over seeds, error bar = std, each seed as a dot."""
-    fig, ax = plt.subplots(figsize=(1.4 * len(results) + 2, 3.6))
-    for i, (label, values) in enumerate(results.items()):
-        mean, std = mean_std(values)
-        ax.bar(i, mean, yerr=std, capsize=4, color=f"C{i}", alpha=0.75)
-        ax.plot([i] * len(values), values, "k.", ms=5)
-        ax.text(i, mean, f"{mean:.4f}", ha="center", va="bottom", fontsize=8)
-    low = min(min(v) for v in results.values())
-    high = max(max(v) for v in results.values())
-    ax.set_ylim(low - 0.5 * (high - low + 0.01), high + 0.3 * (high - low + 0.01))
-    ax.set_xticks(range(len(results)), list(results), rotation=15)
-    ax.set(ylabel=ylabel, title=title)
+def plot_seed_comparison(results: dict, seeds, *, reference: tuple | None = None, ylabel: str = "test accuracy (%)",
+                         title: str = "", span: float = 0.06):
+    """Arms side by side: each seed's accuracy (dots joined across arms: the pairs), the mean and
+    its 95% interval over seeds. ``reference`` = (label, value) draws a dashed line (a teacher).
+
+    The y-axis spans at least ``span`` (6 points) so that a few tenths of a point do not look
+    like a landslide.
+    """
+    fig, ax = plt.subplots(figsize=(1.6 * len(results) + 3, 3.8))
+    names = list(results)
+    for k, seed in enumerate(seeds):  # one grey line per seed: the pairs the comparison uses
+        ax.plot(range(len(names)), [100 * results[n][k] for n in names], color="0.75", lw=1, zorder=1)
+    for i, name in enumerate(names):
+        values = [100 * v for v in results[name]]
+        mean = sum(values) / len(values)
+        low, high = mean_interval(values) if len(values) > 1 else (mean, mean)
+        ax.plot([i] * len(values), values, "o", color=f"C{i}", ms=4, zorder=2)
+        ax.errorbar(i + 0.12, mean, yerr=[[mean - low], [high - mean]], fmt="s", color="k", capsize=4, zorder=3)
+        ax.annotate(f"{mean:.2f}", (i + 0.18, mean), fontsize=8, va="center")
+    values = [100 * v for vs in results.values() for v in vs]
+    if reference is not None:
+        ax.axhline(100 * reference[1], color="k", ls="--", lw=1, label=f"{reference[0]} {100 * reference[1]:.2f}")
+        ax.legend(fontsize=8, loc="lower right")
+        values.append(100 * reference[1])
+    _span_at_least(ax, min(values), max(values), 100 * span)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlim(-0.5, len(names) - 0.3)
+    ax.set(ylabel=ylabel, title=title + f"\n{len(seeds)} seeds: dots, the mean (square) and its 95% interval")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_effects(comparisons: dict, *, title: str = "", unit: str = "points"):
+    """Each comparison's mean difference (x 100) and 95% interval, against a zero line: the picture
+    of the verdict rule (an interval clear of zero is a gain or a loss)."""
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(comparisons) + 1.6))
+    colours = {"gain": "C2", "loss": "C3", "no difference": "0.4"}
+    for row, (label, c) in enumerate(reversed(list(comparisons.items()))):
+        low, high = c.ci95
+        if low == low:  # an interval exists (two or more seeds)
+            ax.plot([100 * low, 100 * high], [row, row], color=colours[c.verdict], lw=2)
+        ax.plot(100 * c.mean, row, "o", color=colours[c.verdict])
+        ax.plot([100 * d for d in c.differences], [row] * c.n, "|", color="k", ms=8, alpha=0.6)
+        ax.annotate(f"{100 * c.mean:+.2f} ({c.verdict})", (100 * c.mean, row + 0.22), fontsize=8, ha="center")
+    ax.axvline(0, color="k", lw=1)
+    ax.set_yticks(range(len(comparisons)), list(reversed(list(comparisons))))
+    ax.set_ylim(-0.6, len(comparisons) - 0.3)
+    ax.set(xlabel=f"difference ({unit}); line: 95% interval over seeds, ticks: single seeds", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _span_at_least(ax, low: float, high: float, span: float) -> None:
+    centre, half = (low + high) / 2, max(high - low, span) / 2
+    ax.set_ylim(centre - 1.25 * half, centre + 1.25 * half)

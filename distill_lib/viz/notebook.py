@@ -1,17 +1,28 @@
-"""The few calls every notebook makes at its start and end (the notebook contract)."""
+"""The few calls every notebook makes: ``start`` (settings, threads, seed, run directory),
+``save_figure``, ``table``, ``finish`` (metrics.json) and the headline helpers."""
 from __future__ import annotations
 
+import math
+import platform
 import time
 from pathlib import Path
 
 import torch
 
+from .. import profiles
+from ..core import stats
 from ..core.device import resolve_device
 from ..core.progress import in_notebook_kernel, set_progress
 
 
-def start(cfg, device="auto") -> torch.device:
-    """Progress style from ``cfg.interactive``, a run directory, the seed; returns the device."""
+def start(notebook: str, namespace: dict):
+    """Resolve and check ``notebook``'s parameters (``namespace`` holds its parameters cell; None
+    means the profile's value), then set torch's threads, the progress style, the seed and the run
+    directory. Returns ``(cfg, timer)``; ``cfg.device`` is a ``torch.device``."""
+    cfg = profiles.configure(notebook, namespace)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cfg.threads = torch.get_num_threads()  # what really ran, for the report
     set_progress("bar" if cfg.interactive else "log")
     Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -20,14 +31,27 @@ def start(cfg, device="auto") -> torch.device:
         # backend: it is headless already, and Agg would drop every figure from the report.
         import matplotlib
         matplotlib.use("Agg")
-    return resolve_device(device)
+    cfg.device = resolve_device(cfg.device)
+    cfg.machine = machine()
+    return cfg, Timer()
 
 
-def save_figure(fig, cfg, name: str) -> Path:
+def seeds(cfg) -> list:
+    """The seeds of a comparison: ``cfg.seed, cfg.seed + 1, ...`` (``cfg.n_seeds`` of them)."""
+    return list(range(cfg.seed, cfg.seed + cfg.n_seeds))
+
+
+def machine() -> str:
+    """A short description of where this runs, e.g. ``2-core CPU (x86_64), no GPU``."""
+    import os
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU"
+
+
+def save_figure(fig, cfg, name: str) -> None:
     """Save ``fig`` as ``<run_dir>/<name>.png`` (the figure is still shown by the notebook)."""
-    path = Path(cfg.run_dir) / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    fig.savefig(Path(cfg.run_dir) / f"{name}.png", dpi=110, bbox_inches="tight")
 
 
 class Timer:
@@ -49,14 +73,44 @@ class Timer:
         self.seconds[self._name] = round(self.seconds.get(self._name, 0.0) + time.perf_counter() - self._started, 2)
 
 
-def finish(cfg, metrics: dict, timings: dict | None = None) -> Path:
-    """Write ``<run_dir>/metrics.json`` (parameters, metrics, timings, versions, device)."""
+def finish(cfg, metrics: dict, timings: dict | None = None, headline: dict | None = None) -> None:
+    """Write ``<run_dir>/metrics.json``: parameters, metrics (with the ``headline``), timings,
+    versions and device. Prints the headline when there is one."""
     from ..core.results import write_metrics
-    return write_metrics(cfg.run_dir, params=cfg.as_dict(), metrics=metrics, timings=timings)
+    if headline is not None:
+        metrics = {"headline": headline, **metrics}
+    write_metrics(cfg.run_dir, params=cfg.as_dict(), metrics=metrics, timings=timings)
+    if headline is not None:
+        print(headline_text(headline, cfg))
+
+
+def headline(claim: str, metric: str, comparison: stats.Comparison) -> dict:
+    """The notebook's headline for metrics.json: one paired comparison over seeds."""
+    return stats.headline(claim, metric, comparison)
+
+
+def headline_text(headline: dict, cfg=None) -> str:
+    """``Headline: <claim>: +0.85 points (95% CI +0.31 to +1.39), 3 seeds: gain.``"""
+    low, high = headline["effect_ci95"]
+    interval = "no interval from one seed" if low is None or math.isnan(low) else \
+        f"95% CI {100 * low:+.2f} to {100 * high:+.2f}"
+    where = f" ({cfg.profile} profile, {cfg.threads} threads, {cfg.machine})" if cfg is not None else ""
+    return (f"Headline{where}: {headline['claim']}: {100 * headline['effect_mean']:+.2f} points "
+            f"({interval}), {headline['n_seeds']} seeds: {headline['verdict']}.")
+
+
+def points(difference: float) -> str:
+    """A difference of accuracies as points: ``+0.85 points``."""
+    return f"{100 * difference:+.2f} points"
+
+
+def percent(value) -> str:
+    """An accuracy as a percentage, or an en dash where there is none (never ``nan%``)."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
 
 
 def table(rows: list, headers: list):
-    """A Markdown table for display in a notebook (numbers as written by the caller)."""
+    """A Markdown table for display in a notebook (cells as written by the caller)."""
     from IPython.display import Markdown
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
@@ -64,13 +118,13 @@ def table(rows: list, headers: list):
 
 
 def where_datasets_are(names=("fashion-mnist-mini", "fashion-mnist", "mnist", "cifar10")) -> list:
-    """[name, found where (or why not), size] for each dataset: the environment check."""
+    """[name, where it was found (or "not found"), size] for each dataset: the environment check."""
     from ..core.data import load_dataset
     rows = []
     for name in names:
         try:
             data = load_dataset(name, split="test")
-            rows.append([name, data.source, f"{len(data)} test images"])
-        except FileNotFoundError as error:
-            rows.append([name, "not found: " + str(error).splitlines()[0], "see the error for ways to get it"])
+            rows.append([name, data.source, f"{len(data):,} test images"])
+        except FileNotFoundError:
+            rows.append([name, "not found here", f"dl.load_dataset({name!r}) lists where it looked and how to get it"])
     return rows

@@ -6,7 +6,7 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from ..core import checks
+from ..core import checks, stats
 from ..lessons.temperature import entropy_bits
 from ..lessons.temperature_grid import METRICS, find
 from ..methods.kd import soft_targets
@@ -110,15 +110,17 @@ def plot_high_temperature_limit(temperatures, gaps: dict):
 
 # ------------------------------------------------------------------ the grid of notebook 02
 def plot_grid(summary: list, metric: str = "accuracy", teacher_value: float | None = None):
-    """``metric`` against T, one panel per student: a line per (loss, alpha) with the std over
-    seeds as error bars, the from-scratch student as a band (mean +/- std)."""
+    """``metric`` against T, one panel per student: a line per (loss, alpha) with the 95% interval
+    of the mean over seeds as error bars, the from-scratch student as a band (its 95% interval)."""
     checks.one_of("metric", metric, METRICS)
     students = list(dict.fromkeys(e["student"] for e in summary))
     fig, axes = plt.subplots(1, len(students), figsize=(5.2 * len(students), 3.6), squeeze=False)
     for ax, student in zip(axes[0], students):
         scratch = find(summary, student=student, method="scratch")
-        mean, std = scratch[f"{metric}_mean"], scratch[f"{metric}_std"]
-        ax.axhspan(mean - std, mean + std, color="grey", alpha=0.25)
+        mean = scratch[f"{metric}_mean"]
+        low, high = stats.interval_from(mean, scratch[f"{metric}_std"], scratch["n"])
+        if low == low:
+            ax.axhspan(low, high, color="grey", alpha=0.25)
         ax.axhline(mean, color="grey", label="from scratch")
         if teacher_value is not None:
             ax.axhline(teacher_value, color="k", ls="--", lw=1, label="teacher")
@@ -126,7 +128,7 @@ def plot_grid(summary: list, metric: str = "accuracy", teacher_value: float | No
         _plot_kd_lines(ax, [e for e in summary if e["student"] == student and e["method"] == "kd"], metric)
         n = scratch["n"]
         ax.set(xlabel="temperature T", ylabel=f"test {metric}",
-               title=f"{student} ({n} seed{'s' if n > 1 else ''})")
+               title=f"{student} ({n} seed{'s' if n > 1 else ''}; bars: 95% interval of the mean)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -139,10 +141,41 @@ def _plot_kd_lines(ax, entries: list, metric: str) -> None:
         lines.setdefault((entry["loss"], entry["alpha"]), []).append(entry)
     for (loss, alpha), points in lines.items():
         points.sort(key=lambda e: e["temperature"])
-        ax.errorbar([e["temperature"] for e in points], [e[f"{metric}_mean"] for e in points],
-                    yerr=[e[f"{metric}_std"] for e in points], marker="o", capsize=3,
+        means = [e[f"{metric}_mean"] for e in points]
+        intervals = [stats.interval_from(e[f"{metric}_mean"], e[f"{metric}_std"], e["n"]) for e in points]
+        errors = [[m - lo if lo == lo else 0 for m, (lo, _) in zip(means, intervals)],
+                  [hi - m if hi == hi else 0 for m, (_, hi) in zip(means, intervals)]]
+        ax.errorbar([e["temperature"] for e in points], means, yerr=errors, marker="o", capsize=3,
                     label=f"KD ({loss}), alpha={alpha:g}")
-    temperatures = sorted({e["temperature"] for e in entries})
+    _temperature_ticks(ax, sorted({e["temperature"] for e in entries}))
+
+
+def _temperature_ticks(ax, temperatures) -> None:
     if temperatures:
         ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
         ax.minorticks_off()
+
+
+def plot_grid_effects(effects: dict, title: str = ""):
+    """KD minus from scratch (points) against T, one panel per student: the mean paired difference
+    over seeds with its 95% interval, each seed as a tick, and the zero line of the verdict."""
+    students = list(dict.fromkeys(student for student, *_ in effects))
+    fig, axes = plt.subplots(1, len(students), figsize=(5.2 * len(students), 3.6), squeeze=False, sharey=True)
+    colours = {"gain": "C2", "loss": "C3", "no difference": "0.4"}
+    for ax, student in zip(axes[0], students):
+        mine = sorted(((k, c) for k, c in effects.items() if k[0] == student), key=lambda item: (item[0][1], item[0][3], item[0][2]))
+        for (_, loss, temperature, alpha), c in mine:
+            low, high = c.ci95
+            if low == low:
+                ax.plot([temperature] * 2, [100 * low, 100 * high], color=colours[c.verdict], lw=2)
+            ax.plot(temperature, 100 * c.mean, "o", color=colours[c.verdict])
+            ax.plot([temperature] * c.n, [100 * d for d in c.differences], "_", color="k", ms=8, alpha=0.6)
+        ax.axhline(0, color="k", lw=1)
+        ax.set_xscale("log")
+        _temperature_ticks(ax, sorted({k[2] for k, _ in mine}))
+        ax.set(xlabel="temperature T", ylabel="KD minus from scratch (points)", title=student)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "the effect of distillation, by temperature (green: gain, red: loss, grey: no difference)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig

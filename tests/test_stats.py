@@ -1,0 +1,71 @@
+"""The statistics module against closed forms and published t tables."""
+import math
+import statistics
+
+import pytest
+
+from distill_lib.core import stats
+
+
+def test_t_quantiles_match_closed_forms_and_the_table():
+    # df = 1 is the Cauchy distribution: t = tan(pi (p - 1/2)); df = 2: t = (2p - 1) / sqrt(2 p (1 - p))
+    p = 0.975
+    assert stats.t_quantile(p, 1) == pytest.approx(math.tan(math.pi * (p - 0.5)), rel=1e-9)
+    assert stats.t_quantile(p, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-9)
+    # printed tables (e.g. NIST/SEMATECH e-Handbook, table of t critical values, 0.975)
+    for df, table in ((3, 3.182), (4, 2.776), (5, 2.571), (10, 2.228), (30, 2.042)):
+        assert stats.t_quantile(p, df) == pytest.approx(table, abs=5e-4)
+    assert stats.t_quantile(p, 100000) == pytest.approx(1.959964, abs=1e-4)  # the normal's 97.5%
+
+
+def test_mean_interval_is_the_student_t_formula():
+    values = [0.81, 0.84, 0.86, 0.82]
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = 3.182446305284263 * sd / 2  # t(0.975, 3) * s / sqrt(4)
+    assert stats.mean_interval(values) == (pytest.approx(mean - half, rel=1e-9), pytest.approx(mean + half, rel=1e-9))
+    assert stats.mean_std(values) == (pytest.approx(mean), pytest.approx(sd))
+    assert all(math.isnan(v) for v in stats.mean_interval([0.8]))
+
+
+def test_the_verdict_is_read_off_the_interval():
+    assert stats.verdict((0.001, 0.02)) == "gain"
+    assert stats.verdict((-0.02, -0.001)) == "loss"
+    assert stats.verdict((-0.001, 0.02)) == "no difference"
+    assert stats.verdict((math.nan, math.nan)) == "no difference"
+
+
+def test_paired_uses_the_differences_not_the_two_spreads():
+    # both arms vary a lot from seed to seed, the difference hardly at all: a clear gain
+    a, b = [0.90, 0.80, 0.85], [0.89, 0.79, 0.84]
+    c = stats.paired(a, b, seeds=[0, 1, 2])
+    assert c.mean == pytest.approx(0.01) and c.std == pytest.approx(0.0, abs=1e-12)
+    assert c.verdict == "gain" and c.n == 3 and c.seeds == [0, 1, 2]
+    unpaired_half = 4.303 * statistics.stdev(a) / math.sqrt(3)
+    assert unpaired_half > 0.05  # an unpaired interval would have called this "no difference"
+    assert "+1.00 points (95% CI +1.00 to +1.00, 3 seeds): gain" == c.text()
+
+
+def test_one_seed_gives_no_interval_and_no_verdict():
+    c = stats.paired([0.9], [0.8])
+    assert c.verdict == "no difference" and "no interval from one seed" in c.text()
+
+
+def test_headline_carries_what_metrics_json_needs():
+    c = stats.paired([0.86, 0.87, 0.85], [0.85, 0.85, 0.85], seeds=[0, 1, 2])
+    h = stats.headline("KD vs scratch", "accuracy", c)
+    assert set(h) >= {"claim", "metric", "n_seeds", "effect_mean", "effect_ci95", "verdict"}
+    assert h["n_seeds"] == 3 and h["effect_ci95"][0] < h["effect_mean"] < h["effect_ci95"][1]
+    assert h["verdict"] == stats.verdict(h["effect_ci95"])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: stats.paired([0.1, 0.2], [0.1]), "one value of each arm per seed"),
+    (lambda: stats.paired([], []), "at least one value"),
+    (lambda: stats.paired([float("nan")], [0.1]), "finite"),
+    (lambda: stats.t_quantile(0.975, 0), "df must be an integer >= 1"),
+    (lambda: stats.t_quantile(1.5, 3), "probability must be in"),
+    (lambda: stats.headline("", "accuracy", stats.paired([1.0], [0.0])), "needs a claim"),
+])
+def test_bad_inputs_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
