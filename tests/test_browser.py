@@ -21,7 +21,7 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "02_temperature_soft_targets.ipynb"
-TINY_SETTING = {"student": "mlp-tiny", "temperature": 4.0, "alpha": 0.9, "epochs": 1, "loss_variants": False}
+TINY_SETTING = {"student": "mlp-tiny", "temperature": 4.0, "alpha": 0.9, "epochs": 1, "n_seeds": 1, "loss_variants": False}
 TOKEN = "distill-browser-test-token"
 RUN_ALL_TIMEOUT_MS = 240_000  # the notebook itself; generous for a CPU shared with other jobs
 

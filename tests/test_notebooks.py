@@ -7,6 +7,8 @@ import nbformat
 import papermill
 import pytest
 
+from distill_lib.core import stats
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 CONTRACT = {"profile": "str", "seed": "int", "interactive": "bool", "run_dir": "str"}
@@ -17,8 +19,7 @@ def ids(paths):
 
 
 def test_the_tutorial_sequence_is_there():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05"][: len(NOTEBOOKS)]
-    assert len(NOTEBOOKS) >= 2
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
@@ -33,8 +34,12 @@ def test_committed_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
 def test_follows_the_notebook_contract(path):
     notebook = nbformat.read(path, as_version=4)
-    assert notebook.cells[0].cell_type == "markdown" and "What you will learn" in notebook.cells[0].source
-    assert "PLACEHOLDER" not in notebook.cells[0].source, "claim/timing of the first cell not filled in"
+    first = notebook.cells[0].source
+    assert notebook.cells[0].cell_type == "markdown" and "What you will learn" in first
+    assert "not yet measured" not in first, "run `python -m distill_lib quote RUNS` to quote the measured results"
+    quoted = stats.parse_headline_line(first)
+    assert quoted is not None and quoted["n"] >= 3, f"{path.name}: the first cell must quote a headline over >= 3 seeds"
+    assert quoted["verdict"] == stats.verdict((quoted["low"], quoted["high"])), "the verdict must follow the interval"
     declared = papermill.inspect_notebook(str(path))
     for name, type_name in CONTRACT.items():
         assert declared[name]["inferred_type_name"] == type_name, f"{path.name}: parameter {name}"
@@ -51,6 +56,15 @@ def test_runs_headless_in_the_quick_profile(path, tmp_path):
                                progress_bar=False, execution_timeout=900)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["params"]["profile"] == "quick" and metrics["metrics"]
+    fresh = metrics["metrics"]["headline"]
+    assert set(fresh) >= {"claim", "metric", "n_seeds", "effect_mean", "effect_ci95", "verdict"}
+    assert fresh["n_seeds"] >= 3 and fresh["verdict"] == stats.verdict(fresh["effect_ci95"])
+    quoted = stats.parse_headline_line(nbformat.read(path, as_version=4).cells[0].source)
+    assert fresh["claim"] == quoted["claim"], "the quoted claim is not what the notebook measures now"
+    # the fresh effect must lie within the quoted interval (numbers quoted in points, 2 decimals)
+    assert quoted["low"] - 0.005 <= 100 * fresh["effect_mean"] <= quoted["high"] + 0.005, (
+        f"{path.name}: a fresh run gives {100 * fresh['effect_mean']:+.2f} points, outside the quoted interval "
+        f"{quoted['low']:+.2f} to {quoted['high']:+.2f}: re-measure and re-quote (python -m distill_lib quote)")
     executed = nbformat.read(tmp_path / path.name, as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not any(o.get("output_type") == "error" for o in outputs)

@@ -14,6 +14,7 @@ so no verdict but "no difference"). No notebook writes its own noise rule.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 
 GAIN, LOSS, NO_DIFFERENCE = "gain", "loss", "no difference"
@@ -121,6 +122,31 @@ def headline(claim: str, metric: str, comparison: Comparison) -> dict:
     return {"claim": claim, "metric": metric, "n_seeds": comparison.n, "effect_mean": comparison.mean,
             "effect_ci95": list(comparison.ci95), "verdict": comparison.verdict,
             "per_seed": comparison.differences, "seeds": comparison.seeds}
+
+
+# The line a notebook's first cell (and the README) quotes; the tests parse it back and compare it
+# with a fresh run, so a quoted number cannot drift away from what the code produces.
+HEADLINE_LINE = re.compile(
+    r"\*\*Headline\*\* \((?P<where>.+?)\): (?P<claim>.+?): \*\*(?P<mean>[+-]\d+\.\d+) points \(95% CI "
+    r"(?P<low>[+-]\d+\.\d+) to (?P<high>[+-]\d+\.\d+)\)\*\*, (?P<n>\d+) seeds: (?P<verdict>gain|loss|no difference)\.")
+
+
+def headline_line(headline: dict, where: str) -> str:
+    """``**Headline** (where): claim: **+1.67 points (95% CI +1.48 to +1.86)**, 3 seeds: gain.``"""
+    low, high = headline["effect_ci95"]
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        raise ValueError("a quoted headline needs an interval: run it with at least two seeds")
+    return (f"**Headline** ({where}): {headline['claim']}: **{100 * headline['effect_mean']:+.2f} points "
+            f"(95% CI {100 * low:+.2f} to {100 * high:+.2f})**, {headline['n_seeds']} seeds: {headline['verdict']}.")
+
+
+def parse_headline_line(text: str) -> dict | None:
+    """The fields of the first headline line in ``text`` (numbers in points), or None."""
+    found = HEADLINE_LINE.search(text)
+    if found is None:
+        return None
+    fields = found.groupdict()
+    return {**fields, "n": int(fields["n"]), **{k: float(fields[k]) for k in ("mean", "low", "high")}}
 
 
 # --------------------------------------------------------------------------- the t distribution

@@ -42,11 +42,11 @@ def seeds(cfg) -> list:
 
 
 def machine() -> str:
-    """A short description of where this runs, e.g. ``2-core CPU (x86_64), no GPU``."""
+    """A short description of where this runs, e.g. ``2-core x86_64 CPU, no GPU``."""
     import os
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU"
+    return f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU"
 
 
 def save_figure(fig, cfg, name: str) -> None:
@@ -79,7 +79,8 @@ def finish(cfg, metrics: dict, timings: dict | None = None, headline: dict | Non
     from ..core.results import write_metrics
     if headline is not None:
         metrics = {"headline": headline, **metrics}
-    write_metrics(cfg.run_dir, params=cfg.as_dict(), metrics=metrics, timings=timings)
+    path = write_metrics(cfg.run_dir, params=cfg.as_dict(), metrics=metrics, timings=timings)
+    print(f"wrote {path}")
     if headline is not None:
         print(headline_text(headline, cfg))
 
@@ -89,14 +90,14 @@ def headline(claim: str, metric: str, comparison: stats.Comparison) -> dict:
     return stats.headline(claim, metric, comparison)
 
 
-def headline_text(headline: dict, cfg=None) -> str:
-    """``Headline: <claim>: +0.85 points (95% CI +0.31 to +1.39), 3 seeds: gain.``"""
-    low, high = headline["effect_ci95"]
-    interval = "no interval from one seed" if low is None or math.isnan(low) else \
-        f"95% CI {100 * low:+.2f} to {100 * high:+.2f}"
-    where = f" ({cfg.profile} profile, {cfg.threads} threads, {cfg.machine})" if cfg is not None else ""
-    return (f"Headline{where}: {headline['claim']}: {100 * headline['effect_mean']:+.2f} points "
-            f"({interval}), {headline['n_seeds']} seeds: {headline['verdict']}.")
+def headline_text(headline: dict, cfg) -> str:
+    """The headline as the notebook's first cell and the README quote it (``stats.headline_line``)."""
+    where = f"{cfg.profile} profile, {cfg.threads} torch threads, {cfg.machine}"
+    try:
+        return stats.headline_line(headline, where)
+    except ValueError:  # one seed: no interval, nothing to quote
+        return (f"Headline ({where}): {headline['claim']}: {100 * headline['effect_mean']:+.2f} points from one seed "
+                f"(no interval, so no verdict).")
 
 
 def points(difference: float) -> str:

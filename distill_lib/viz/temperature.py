@@ -179,3 +179,22 @@ def plot_grid_effects(effects: dict, title: str = ""):
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_omitted_class(records: list, classes, omitted: int, title: str = ""):
+    """Per-class test accuracy (with the bias rule) of the distilled and the labels-only student that
+    never saw class ``omitted``: mean over the seeds' records, the omitted class marked."""
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    width = 0.4
+    for k, (arm, label) in enumerate((("kd", "distilled (T high, no labels)"), ("scratch", "from labels"))):
+        means = [sum(r[f"{arm}_per_class"][c] for r in records) / len(records) for c in range(len(classes))]
+        ax.bar([c + (k - 0.5) * width for c in range(len(classes))], [100 * m for m in means], width, label=label,
+               color=f"C{k}")
+    ax.axvspan(omitted - 0.5, omitted + 0.5, color="gold", alpha=0.25, label=f"never seen: {classes[omitted]}")
+    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+    ax.set(ylabel="test accuracy per class (%)", ylim=(0, 100))
+    ax.set_title(title, fontsize=10, pad=24)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
