@@ -149,7 +149,8 @@ def dataset(name: str, value, *, allow_unlabelled: bool = True) -> None:
     if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high > 1:
         raise ValueError(f"{name}.images must be in [0, 1]; got values from {low:g} to {high:g}"
                          + (" (0-255 pixels? divide by 255)" if high > 1 else ""))
-    class_labels(f"{name}.labels", labels, 1 << 30, allow_unlabelled=allow_unlabelled)
+    classes = getattr(value, "classes", None)
+    class_labels(f"{name}.labels", labels, len(classes) if classes else 1 << 30, allow_unlabelled=allow_unlabelled)
 
 
 def augmentation(name: str, value) -> None:

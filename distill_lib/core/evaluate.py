@@ -71,6 +71,9 @@ def metrics_from_logits(logits, labels, teacher_logits=None) -> dict:
         "ece": expected_calibration_error(logits, labels),
     }
     if teacher_logits is not None:
+        if teacher_logits.shape != logits.shape:
+            raise ValueError(f"agreement needs a teacher with the student's classes: teacher logits "
+                             f"{tuple(teacher_logits.shape)}, student logits {tuple(logits.shape)}")
         metrics["agreement"] = float((logits.argmax(-1) == teacher_logits.argmax(-1).cpu()).float().mean())
     return metrics
 

@@ -140,6 +140,10 @@ def build_model(name: str, num_classes: int = 10, *, in_shape=(1, 28, 28), seed:
     """
     checks.one_of("name", name, list(MODEL_PRESETS))
     checks.positive_int("num_classes", num_classes)
+    in_shape = tuple(in_shape) if isinstance(in_shape, (list, tuple)) else in_shape
+    if not isinstance(in_shape, tuple) or len(in_shape) != 3 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in in_shape):
+        raise ValueError(f"in_shape must be (channels, height, width), three positive integers; got {in_shape!r}")
     if seed is not None:
         checks.non_negative_int("seed", seed)
     family, defaults = MODEL_PRESETS[name]
