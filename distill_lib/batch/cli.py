@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 
+from .console import flush_quietly, say
 from .runner import DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, PROFILES
 
 
@@ -53,7 +53,7 @@ def _run_command(args: argparse.Namespace) -> int:
     results = run_notebooks(args.notebooks, profile=args.profile, out=args.out,
                             params=dict(args.param), timeout=args.timeout, kernel=args.kernel,
                             log_output=args.log_output, notebooks_dir=args.notebooks_dir)
-    print("\n" + format_summary(results))
+    say("\n" + format_summary(results))
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -90,10 +90,10 @@ def _sweep_command(args: argparse.Namespace) -> int:
                     cluster=args.cluster, metric=args.metric, kernel=args.kernel,
                     log_output=args.log_output, notebooks_dir=args.notebooks_dir)
     ran = len(outcome.results)
-    print(f"\n{ran - len(outcome.failed)} of {ran} runs ok; table: {outcome.csv_path}"
-          + (f"; figure: {outcome.figure_path}" if outcome.figure_path else ""))
+    say(f"\n{ran - len(outcome.failed)} of {ran} runs ok; table: {outcome.csv_path}"
+        + (f"; figure: {outcome.figure_path}" if outcome.figure_path else ""))
     for failure in outcome.failed:
-        print(f"  FAILED {failure.describe_failure()}")
+        say(f"  FAILED {failure.describe_failure()}")
     return 1 if outcome.failed else 0
 
 
@@ -111,8 +111,8 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 def _demo_command(args: argparse.Namespace) -> int:
     from ..demo import format_demo, run_demo
 
-    print(format_demo(run_demo(student=args.student, epochs=args.epochs, temperature=args.temperature,
-                               alpha=args.alpha, seed=args.seed, device=args.device)))
+    say(format_demo(run_demo(student=args.student, epochs=args.epochs, temperature=args.temperature,
+                             alpha=args.alpha, seed=args.seed, device=args.device)))
     return 0
 
 
@@ -128,8 +128,8 @@ def _train_teacher_command(args: argparse.Namespace) -> int:
     from ..teachers import export_teacher
 
     info = export_teacher(args.profile, args.out, seed=args.seed, device=args.device)
-    print(f"teacher written to {info['checkpoint']}: test accuracy {info['test_accuracy']:.2%} on "
-          f"{info['dataset']} ({info['train_seconds']:.0f} s on {info['device']})")
+    say(f"teacher written to {info['checkpoint']}: test accuracy {info['test_accuracy']:.2%} on "
+        f"{info['dataset']} ({info['train_seconds']:.0f} s on {info['device']})")
     return 0
 
 
@@ -170,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ValueError as error:  # refused parameters, notebooks or options: nothing ran
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", err=True)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished runs keep their metrics.json and run.json", file=sys.stderr)
+        say("\ninterrupted: finished runs keep their metrics.json and run.json", err=True)
         return 130
+    finally:
+        flush_quietly()  # a reader that went away (`| head`) is no error at exit either

@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .console import say
 from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters,
                               check_profile, describe_parameters, injected_parameters,
                               notebook_parameters, resolve_notebooks)
@@ -197,10 +198,10 @@ def _pin_kernel(scratch: Path) -> str:
 
 
 def _echo_thread(proc, log) -> threading.Thread:
-    def copy_lines():
+    def copy_lines():  # goes on copying to run.log when stdout's reader has gone (say is silent)
         for line in proc.stdout:
             log.write(line)
-            print(line, end="", flush=True)
+            say(line, end="")
 
     thread = threading.Thread(target=copy_lines, daemon=True)
     thread.start()
@@ -291,9 +292,9 @@ def run_notebooks(notebooks=None, *, profile: str = "quick", out="runs", params:
                       params=params or {}, timeout=timeout, kernel=kernel, log_output=log_output)
     results = []
     for number, spec in enumerate(specs, 1):
-        print(f"[{number}/{len(specs)}] {spec.name} ...", end="\n" if log_output else " ", flush=True)
+        say(f"[{number}/{len(specs)}] {spec.name} ...", end="\n" if log_output else " ")
         results.append(execute_run(spec))
-        print(progress_word(results[-1]), flush=True)
+        say(progress_word(results[-1]))
     return results
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..core.results import METRICS_FILE, to_jsonable, write_atomic, write_text_atomic
+from .console import say
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
                      check_not_reserved, check_parameters, check_profile, execute_run,
                      injected_parameters, notebook_parameters, progress_word, resolve_notebooks)
@@ -250,8 +251,8 @@ class ResultTable:
         self._by_name[result.name] = result
         if first_time:
             self._done += 1
-            print(f"[{self._done}/{len(self.specs)}] {_label(result.params, self.swept)} ... "
-                  f"{progress_word(result)}", flush=True)
+            say(f"[{self._done}/{len(self.specs)}] {_label(result.params, self.swept)} ... "
+                f"{progress_word(result)}")
         self.write()
 
     def results(self) -> list[RunResult]:
@@ -296,8 +297,8 @@ def plot_sweep(results: list[RunResult], swept: list[str], path: Path, *, metric
     metric = metric or default_metric(results)
     points = [r for r in results if r.ok and metric in r.metrics]
     if not points:
-        print(f"no figure: no successful run has a metric {metric!r}" if metric
-              else "no figure: no metric name contains 'accuracy' (choose one with --metric)")
+        say(f"no figure: no successful run has a metric {metric!r}" if metric
+            else "no figure: no metric name contains 'accuracy' (choose one with --metric)")
         return None
     x_name = swept[0]
     line_name = swept[1] if len(swept) > 1 and swept[1] != "seed" else None
