@@ -9,6 +9,9 @@ Run directory layout: ``<run_dir>/<notebook>.ipynb`` (executed, with outputs), `
 (written by the notebook), ``run.json`` (status written by the runner), ``run.log`` (papermill's
 log). Parameters flow one way: only names the notebook declares in its ``parameters`` cell are
 accepted, parsed to the declared type before anything runs.
+
+Records: ``run.json`` is "running" only while its runner is alive. A runner that cannot write the
+final record (a full disk) removes it and reports the run failed, so a later sweep runs it again.
 """
 from __future__ import annotations
 
@@ -24,10 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .console import say
+from .guards import check_kernel, check_out_dir, check_timeout
 from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters,
                               check_profile, describe_parameters, injected_parameters,
                               notebook_parameters, resolve_notebooks)
-from ..core.results import flatten_numbers, read_metrics, write_json_atomic
+from ..core.results import METRICS_FILE, flatten_numbers, read_metrics, write_json_atomic
 
 __all__ = ["PROFILES", "RunSpec", "RunResult", "check_parameters", "describe_parameters",
            "execute_run", "format_summary", "resolve_notebooks", "run_notebooks"]
@@ -115,25 +119,40 @@ CHILDREN = ChildProcesses()
 
 
 def execute_run(spec: RunSpec) -> RunResult:
-    """Execute one notebook in a child process within ``spec.timeout`` s; failures are returned."""
+    """Execute one notebook in a child process within ``spec.timeout`` s; failures are returned.
+
+    The runner's own trouble (a full disk, no fork) fails this run only; ``run.json`` never stays
+    "running" once this function has returned.
+    """
     run_dir = Path(spec.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.json", RUN_FILE):  # a failed re-run must not show the old outcome
-        (run_dir / stale).unlink(missing_ok=True)
     output = run_dir / Path(spec.notebook).name
     started = time.monotonic()
-    stop_reason = "interrupted" if CHILDREN.stopping.is_set() else None
-    returncode = None
-    if stop_reason is None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (METRICS_FILE, RUN_FILE):  # a failed re-run must not show the old outcome
+            (run_dir / stale).unlink(missing_ok=True)
+    except OSError as error:
+        return _unrecorded(spec, f"not started: cannot use {run_dir}: {error}")
+    if CHILDREN.stopping.is_set():
+        return _save(_collect(spec, output, None, "interrupted", 0.0))
+    try:
         write_json_atomic(run_dir / RUN_FILE, {**asdict(spec), "status": "running"})
-        try:
-            returncode, stop_reason = _run_child(spec, output)
-        except KeyboardInterrupt:
-            _save(_collect(spec, output, None, "interrupted", time.monotonic() - started))
-            raise
-        except Exception as error:  # the runner's own trouble (disk, fork) fails this run only
-            stop_reason = f"runner error: {error!r}"
+    except OSError as error:  # nothing was written (atomic), and the old record is gone
+        return _unrecorded(spec, f"not started: the runner could not write {run_dir / RUN_FILE}: {error}")
+    returncode = None
+    try:
+        returncode, stop_reason = _run_child(spec, output)
+    except KeyboardInterrupt:
+        _save(_collect(spec, output, None, "interrupted", time.monotonic() - started))
+        raise
+    except Exception as error:  # the runner's own trouble (disk, fork) fails this run only
+        stop_reason = f"runner error: {error!r}"
     return _save(_collect(spec, output, returncode, stop_reason, time.monotonic() - started))
+
+
+def _unrecorded(spec: RunSpec, error: str) -> RunResult:
+    return RunResult(name=spec.name, notebook=str(spec.notebook), run_dir=str(spec.run_dir),
+                     params=spec.params, status="failed", error=error)
 
 
 def _run_child(spec: RunSpec, output: Path) -> tuple[int | None, str | None]:
@@ -235,6 +254,8 @@ def _collect(spec, output: Path, returncode, stop_reason, wall_s: float) -> RunR
         result.status = "interrupted" if stop_reason == "interrupted" else "failed"
         result.failed_cell, result.failed_source, cell_error = _failed_cell(output)
         result.error = stop_reason or cell_error or _last_log_line(Path(spec.run_dir) / LOG_FILE)
+        if output.exists() and result.failed_cell is None and _unreadable(output):
+            result.error += f" (the executed notebook {output.name} is cut off)"
     try:
         result.metrics = flatten_numbers(read_metrics(spec.run_dir).get("metrics", {}))
     except (OSError, ValueError):
@@ -243,8 +264,31 @@ def _collect(spec, output: Path, returncode, stop_reason, wall_s: float) -> RunR
 
 
 def _save(result: RunResult) -> RunResult:
-    write_json_atomic(Path(result.run_dir) / RUN_FILE, asdict(result))
+    """Write the run's final ``run.json``. When that fails (a full disk) the run is failed with
+    the reason, and the old "running" record is removed: a later sweep runs it again."""
+    path = Path(result.run_dir) / RUN_FILE
+    try:
+        write_json_atomic(path, asdict(result))
+    except (OSError, TypeError, ValueError) as error:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        finished = "finished, but " if result.ok else ""
+        note = f"{finished}the runner could not write {path}: {error}"
+        result.status = "failed" if result.status == "ok" else result.status
+        result.error = f"{result.error}; {note}" if result.error else note
     return result
+
+
+def _unreadable(notebook: Path) -> bool:
+    import nbformat
+
+    try:
+        nbformat.read(str(notebook), as_version=4)
+    except Exception:
+        return True
+    return False
 
 
 def _failed_cell(output: Path) -> tuple[int | None, str | None, str | None]:
@@ -286,10 +330,12 @@ def run_notebooks(notebooks=None, *, profile: str = "quick", out="runs", params:
     """Execute notebooks one after another into ``out/<notebook stem>/``; all checked first.
 
     With several notebooks, a ``params`` name goes to the notebooks that declare it; a name no
-    selected notebook declares is refused.
+    selected notebook declares is refused. So is an ``out`` that cannot be created or written
+    (``ValueError``, before anything runs).
     """
     specs = plan_runs(resolve_notebooks(notebooks or [], notebooks_dir), profile=profile, out=out,
                       params=params or {}, timeout=timeout, kernel=kernel, log_output=log_output)
+    check_out_dir(out)
     results = []
     for number, spec in enumerate(specs, 1):
         say(f"[{number}/{len(specs)}] {spec.name} ...", end="\n" if log_output else " ")
@@ -302,6 +348,8 @@ def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> li
     """The run specs, with every parameter checked; raises ``ValueError`` before anything runs."""
     check_profile(profile)
     check_not_reserved(params)
+    timeout = check_timeout(timeout)
+    check_kernel(kernel, DEFAULT_KERNEL)
     declared_by = {path: notebook_parameters(path) for path in paths}
     orphans = [name for name in params if not any(name in d for d in declared_by.values())]
     if orphans:  # strict for one notebook; for several, a name must be known to one of them
