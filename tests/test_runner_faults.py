@@ -26,9 +26,11 @@ import psutil
 import pytest
 
 from distill_lib.batch.cli import main
+from distill_lib.batch.runner import run_notebooks
 from distill_lib.core import results as results_module
+from distill_lib.core.results import read_metrics
 
-from test_runner import PROBE, REPO, cli, executions, read_csv
+from test_runner import PLAIN, PROBE, REPO, cli, executions, read_csv
 
 MARK = "DISTILL_TEST_MARK"
 
@@ -75,6 +77,15 @@ def start_cli(*args, **popen_args) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONFAULTHANDLER="1")
     return subprocess.Popen([sys.executable, "-m", "distill_lib", *map(str, args)], cwd=REPO, env=env,
                             text=True, **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen_args})
+
+
+def wait_for_kernel(run_dir: Path, process: subprocess.Popen, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while not executions(run_dir):
+        assert process.poll() is None, f"the runner ended early: {process.communicate()}"
+        assert time.monotonic() < deadline, "the run never started its kernel"
+        time.sleep(0.2)
+    return executions(run_dir)[0]
 
 
 def finish(process: subprocess.Popen) -> None:
@@ -348,6 +359,86 @@ def test_a_bad_cluster_address_fails_within_seconds(kind, tmp_path, http_server)
     assert f"--cluster {address!r}" in finished.stderr and "Traceback" not in finished.stderr, finished.stderr
     assert took < 15, f"took {took:.1f} s"
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- 14: SIGKILL of the runner
+
+def test_sigkill_of_the_runner_takes_papermill_and_kernel_along(tmp_path):
+    out = tmp_path / "out"
+    runner = start_cli("run", PROBE, "-p", "sleep_s", "120", "--out", out)
+    try:
+        kernel_pid = wait_for_kernel(out / "probe", runner)
+        children = psutil.Process(runner.pid).children(recursive=True)
+        assert kernel_pid in [child.pid for child in children]
+        runner.kill()
+        runner.communicate()
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"left running after SIGKILL of the runner: {[p.cmdline()[:3] for p in alive]}"
+    finally:
+        finish(runner)
+    # an immediate rerun owns its directory: its outcome is its own
+    [result] = run_notebooks([PROBE], out=out, params={"x": "2"})
+    assert result.ok and result.metrics["accuracy"] == 20.0
+    assert len(executions(out / "probe")) == 2
+    assert read_metrics(out / "probe")["params"]["x"] == 2.0
+
+
+def test_a_live_owner_of_a_run_directory_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "out"
+    runner = start_cli("run", PROBE, "-p", "sleep_s", "120", "--out", out)
+    try:
+        wait_for_kernel(out / "probe", runner)
+        code, _, stderr = run_main(capsys, "run", PROBE, PLAIN, "--out", out)
+        assert code == 2, stderr
+        assert "in use" in stderr and f"pid {runner.pid}" in stderr and str(out / "probe") in stderr
+        assert len(executions(out / "probe")) == 1 and not (out / "plain").exists()
+        assert json.loads((out / "probe" / "run.json").read_text())["status"] == "running"
+    finally:
+        finish(runner)
+
+
+def test_processes_of_a_dead_owner_are_killed_before_a_rerun(tmp_path):
+    """What PR_SET_PDEATHSIG cannot reach (a kernel of another kind, a runner on a host that went
+    away): the rerun finds the previous owner's processes by the token in their environment."""
+    from distill_lib.batch import runner
+
+    run_dir = tmp_path / "probe"
+    run_dir.mkdir()
+    token = uuid.uuid4().hex
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                              env=dict(os.environ, **{runner.OWNER_ENV: token}), start_new_session=True)
+    try:
+        dead_owner = {"pid": 2 ** 22 + 1, "host": socket.gethostname(), "token": token,
+                      "command": "python -m distill_lib run probe"}
+        (run_dir / runner.LOCK_FILE).write_text(json.dumps(dead_owner))
+        [result] = run_notebooks([PROBE], out=tmp_path)
+        assert result.ok
+        orphan.wait(timeout=10)  # killed (psutil may have reaped it first: no exit code to check)
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+
+
+# ---------------------------------------------------------------- 16: one sweep per directory
+
+def test_a_second_sweep_into_a_busy_directory_is_refused_and_a_crash_frees_it(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    first = start_cli("sweep", PROBE, "-p", "sleep_s", "120", "--seeds", "0", "--out", out)
+    try:
+        wait_for_kernel(out / "seed=0", first)
+        code, _, stderr = run_main(capsys, "sweep", PROBE, "-p", "x", "1", "2", "--out", out)
+        assert code == 2, stderr
+        assert "in use" in stderr and f"pid {first.pid}" in stderr and "sweep" in stderr
+        assert not (out / "x=1").exists() and len(executions(out / "seed=0")) == 1
+        first.kill()  # a crash: the kernel's lock goes with the process
+        first.communicate()
+    finally:
+        finish(first)
+    code, _, stderr = run_main(capsys, "sweep", PROBE, "-p", "x", "1", "--seeds", "0", "--out", out)
+    assert code == 0, stderr
+    assert read_csv(out / "results.csv")["seed=0"]["status"] == "ok"
+    assert len(executions(out / "seed=0")) == 2
 
 
 # ---------------------------------------------------------------- 17: a closed pipe

@@ -1,17 +1,29 @@
-"""What is checked before the first run starts: options, the output directory, the Dask scheduler.
+"""What is checked and held before the first run starts: options, the output directory, the
+Dask scheduler, and the locks that make a directory belong to one runner at a time.
 
 Every check raises ``ValueError`` with the option, the value and what is allowed; the command
 line turns that into exit code 2 with nothing run. The order in :func:`~.runner.run_notebooks`
 and :func:`~.sweep.sweep` is: plan and check every run (nothing touched), check the options that
-need the outside world (kernel, scheduler), then the output directory (created, probed).
+need the outside world (kernel, scheduler), then the output directory (created, probed), then
+take its lock.
+
+Locks are ``fcntl.flock`` locks on a file in the directory: the kernel releases them when their
+process dies, however it dies, so a crash never leaves a directory stuck. The file holds the
+holder's pid, host, command and a random token (for the refusal message, and to find a dead
+holder's leftover processes, whose environment carries the token).
 """
 from __future__ import annotations
 
+import datetime as _dt
 import errno
+import fcntl
+import json
 import math
 import os
+import shlex
 import socket
 import struct
+import sys
 import uuid
 from pathlib import Path
 
@@ -229,3 +241,126 @@ def _expect_dask_greeting(host: str, port: int, shown: str, timeout: float) -> N
         banner = received.decode("ascii", "replace")
         raise ValueError(f"{shown} is not a Dask scheduler: it greets with {banner!r} (an HTTP, SSH or "
                          "other server); give the scheduler's tcp://HOST:PORT")
+
+
+# ---------------------------------------------------------------- directory locks
+
+class DirectoryBusy(ValueError):
+    """The directory is held by another live runner (a refusal: nothing was started)."""
+
+
+class DirectoryLock:
+    """An exclusive ``flock`` on ``path`` (a file in the guarded directory), held until
+    :meth:`release`; the kernel drops it when the process dies. ``what`` names the directory in
+    messages ("sweep directory", "run directory")."""
+
+    def __init__(self, path, what: str):
+        self.path, self.what = Path(path), what
+        self.fd: int | None = None
+        self.token = uuid.uuid4().hex
+        self.previous: dict = {}  # the record a holder that died without releasing left behind
+
+    def acquire(self) -> "DirectoryLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_record(fd)
+            os.close(fd)
+            raise DirectoryBusy(f"{self.what} {self.path.parent} is in use by {describe_holder(holder)}; "
+                                "wait for it to finish, stop it, or choose another --out") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        self.previous = _read_record(fd)
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "token": self.token,
+                  "command": shlex.join(sys.argv) if sys.argv and sys.argv[0] else sys.executable,
+                  "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, only the description is missing
+            pass
+        return self
+
+    def release(self) -> None:
+        """Unlock; the record is cleared first, so the next holder knows this one ended cleanly."""
+        if self.fd is None:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+        except OSError:
+            pass
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "DirectoryLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def holder_of(path) -> dict | None:
+    """The record of a live holder of the lock file ``path``, or None when it is free (or absent).
+    Nothing is created."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_record(fd) or {"pid": "?"}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def describe_holder(holder: dict) -> str:
+    if not holder:
+        return "another process"
+    where = "" if holder.get("host") in (None, socket.gethostname()) else f" on {holder['host']}"
+    since = f" since {holder['started']}" if holder.get("started") else ""
+    command = f" (`{holder['command']}`)" if holder.get("command") else ""
+    return f"pid {holder.get('pid', '?')}{where}{command}{since}"
+
+
+def _read_record(fd: int) -> dict:
+    try:
+        data = os.pread(fd, 65536, 0)
+        record = json.loads(data.decode("utf-8")) if data.strip() else {}
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def kill_processes_with_token(name: str, token: str, timeout: float = 10) -> list[int]:
+    """Kill every process of this host whose environment has ``name=token`` (a runner that died
+    leaves its papermill child and kernel with it); returns their pids."""
+    import psutil
+
+    if not token:
+        return []
+    found = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        try:
+            if process.environ().get(name) == token:
+                found.append(process)
+        except (psutil.Error, OSError):
+            continue
+    for process in found:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(found, timeout=timeout)
+    return [process.pid for process in found]

@@ -5,8 +5,9 @@ finished successfully with the same parameters (its ``run.json`` says ok, ``metr
 there) is skipped on the next sweep unless ``force``. ``results.csv`` is rewritten atomically
 after every finished run, so an interrupted sweep keeps everything that finished.
 
-When ``results.csv`` cannot be written (a full disk), no further run is started; the runs already
-going finish, and the sweep reports the problem.
+One sweep at a time per directory: the sweep holds an ``flock`` on ``<out>/.sweep.lock`` (freed
+by the kernel if the sweep dies). When ``results.csv`` cannot be written (a full disk), no
+further run is started; the runs already going finish, and the sweep reports the problem.
 """
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ from pathlib import Path
 
 from ..core.results import METRICS_FILE, to_jsonable, write_atomic, write_text_atomic
 from .console import say
-from .guards import check_jobs, check_out_dir, check_timeout, connect_cluster
+from .guards import DirectoryLock, check_jobs, check_out_dir, check_timeout, connect_cluster
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
                      check_kernel, check_not_reserved, check_parameters, check_profile, execute_run,
                      injected_parameters, notebook_parameters, progress_word, resolve_notebooks)
 
 CSV_NAME = "results.csv"
 FIGURE_NAME = "results.png"
+LOCK_NAME = ".sweep.lock"
 _NOT_IN_TABLE = ("run_dir", "interactive")  # the same for every run of a sweep
 
 
@@ -60,7 +62,7 @@ def sweep(notebook, grid: dict[str, list], *, seeds=None, profile: str = "quick"
 
     Refused with ``ValueError`` before the first run starts (nothing created): any parameter,
     option or ``--metric`` that finished runs in ``out`` show to be wrong, a scheduler that
-    cannot be reached, and an ``out`` that cannot be written.
+    cannot be reached, an ``out`` that cannot be written, and an ``out`` another sweep holds.
     Trouble of the sweep's own (``results.csv`` or the figure cannot be written, a ``metric``
     no run has) is listed in ``SweepResult.problems``.
     """
@@ -73,8 +75,9 @@ def sweep(notebook, grid: dict[str, list], *, seeds=None, profile: str = "quick"
     client = connect_cluster(cluster) if cluster is not None else None
     try:
         check_out_dir(out)
-        return _sweep_owned(specs, swept, out, title=path.stem, jobs=jobs, force=force,
-                            client=client, metric=metric)
+        with DirectoryLock(out / LOCK_NAME, "sweep directory"):
+            return _sweep_owned(specs, swept, out, title=path.stem, jobs=jobs, force=force,
+                                client=client, metric=metric)
     finally:
         if client is not None and client is not cluster:
             client.close()
@@ -83,7 +86,7 @@ def sweep(notebook, grid: dict[str, list], *, seeds=None, profile: str = "quick"
 def _sweep_owned(specs, swept, out: Path, *, title, jobs, force, client, metric) -> SweepResult:
     table = ResultTable(specs, swept, out / CSV_NAME)
     todo = []
-    for spec in specs:
+    for spec in specs:  # decided under the lock: nobody else is writing these directories
         previous = None if force else finished_result(spec)
         (todo.append(spec) if previous is None else table.add(previous))
     table.write()
