@@ -10,6 +10,7 @@ papermill and the kernel); a test that leaves one running fails and the process 
 from __future__ import annotations
 
 import errno
+import hashlib
 import http.server
 import io
 import json
@@ -27,6 +28,7 @@ import pytest
 
 from distill_lib.batch.cli import main
 from distill_lib.batch.runner import run_notebooks
+from distill_lib.batch.sweep import sweep
 from distill_lib.core import results as results_module
 from distill_lib.core.results import read_metrics
 
@@ -418,6 +420,36 @@ def test_processes_of_a_dead_owner_are_killed_before_a_rerun(tmp_path):
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+# ---------------------------------------------------------------- 15: resume checks what it trusts
+
+def test_resume_reruns_truncated_forged_or_mismatched_results(tmp_path):
+    out = tmp_path / "sweep"
+    first = sweep(PROBE, {"x": [1, 2, 4, 5]}, out=out, jobs=2)
+    assert [r.status for r in first.results] == ["ok"] * 4
+    runs = {x: out / f"x={x}" for x in (1, 2, 4, 5)}
+    # 1: cut off, as by a full disk or a crash of whatever copied it
+    text = (runs[1] / "metrics.json").read_text()
+    (runs[1] / "metrics.json").write_text(text[: len(text) // 2])
+    # 2: a forged number, still valid JSON of the right shape
+    record = json.loads((runs[2] / "metrics.json").read_text())
+    record["metrics"]["accuracy"] = 99.0
+    (runs[2] / "metrics.json").write_text(json.dumps(record))
+    # 4: metrics of another setting, with run.json's checksum forged to match
+    record = json.loads((runs[4] / "metrics.json").read_text())
+    record["params"]["x"] = 8.0
+    forged = json.dumps(record).encode()
+    (runs[4] / "metrics.json").write_bytes(forged)
+    status = json.loads((runs[4] / "run.json").read_text())
+    status["metrics_sha256"] = hashlib.sha256(forged).hexdigest()
+    (runs[4] / "run.json").write_text(json.dumps(status))
+    again = sweep(PROBE, {"x": [1, 2, 4, 5]}, out=out, jobs=2)
+    assert [(r.name, r.resumed) for r in again.results] == [
+        ("x=1", False), ("x=2", False), ("x=4", False), ("x=5", True)]
+    assert [len(executions(runs[x])) for x in (1, 2, 4, 5)] == [2, 2, 2, 1]
+    assert [r.metrics["accuracy"] for r in again.results] == [10.0, 20.0, 40.0, 50.0]
+    assert read_csv(out / "results.csv")["x=2"]["accuracy"] == "20.0"
 
 
 # ---------------------------------------------------------------- 16: one sweep per directory

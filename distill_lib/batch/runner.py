@@ -18,11 +18,13 @@ any process still carrying a dead owner's token before it starts (kernels of oth
 without prctl).
 
 Records: ``run.json`` is "running" only while its runner is alive. A runner that cannot write the
-final record (a full disk) removes it and reports the run failed, so a later sweep runs it again.
+final record (a full disk) removes it and reports the run failed; a run counts as finished only
+with run.json "ok" and the sha256 of ``metrics.json`` it recorded (see ``sweep.finished_result``).
 """
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import math
 import os
@@ -42,7 +44,7 @@ from .guards import (DirectoryBusy, DirectoryLock, check_kernel, check_out_dir, 
 from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters,
                               check_profile, describe_parameters, injected_parameters,
                               notebook_parameters, resolve_notebooks)
-from ..core.results import METRICS_FILE, flatten_numbers, read_metrics, write_json_atomic
+from ..core.results import METRICS_FILE, flatten_numbers, write_json_atomic
 
 __all__ = ["PROFILES", "RunSpec", "RunResult", "check_parameters", "describe_parameters",
            "execute_run", "format_summary", "resolve_notebooks", "run_notebooks"]
@@ -89,6 +91,7 @@ class RunResult:
     failed_source: str | None = None
     metrics: dict = field(default_factory=dict)  # numeric metrics, dotted keys
     resumed: bool = False  # finished in an earlier sweep, not executed again
+    metrics_sha256: str | None = None  # of metrics.json as the runner read it when the run ended
 
     @property
     def ok(self) -> bool:
@@ -339,8 +342,11 @@ def _collect(spec, output: Path, returncode, stop_reason, wall_s: float) -> RunR
         if output.exists() and result.failed_cell is None and _unreadable(output):
             result.error += f" (the executed notebook {output.name} is cut off)"
     try:
-        result.metrics = flatten_numbers(read_metrics(spec.run_dir).get("metrics", {}))
-    except (OSError, ValueError):
+        data = (Path(spec.run_dir) / METRICS_FILE).read_bytes()
+        record = json.loads(data.decode("utf-8"))
+        result.metrics = flatten_numbers(record.get("metrics", {}))
+        result.metrics_sha256 = hashlib.sha256(data).hexdigest()
+    except (OSError, ValueError, AttributeError, TypeError):
         pass
     return result
 

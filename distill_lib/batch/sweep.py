@@ -1,9 +1,9 @@
 """Parameter sweeps: a grid of notebook runs (x seeds), resumable, in parallel or on Dask.
 
 Each run gets a directory named from its swept values (``T=4__alpha=0.9__seed=1``). A run that
-finished successfully with the same parameters (its ``run.json`` says ok, ``metrics.json`` is
-there) is skipped on the next sweep unless ``force``. ``results.csv`` is rewritten atomically
-after every finished run, so an interrupted sweep keeps everything that finished.
+finished successfully with the same parameters is skipped on the next sweep unless ``force``;
+"finished" is checked, not assumed (see :func:`finished_result`). ``results.csv`` is rewritten
+atomically after every finished run, so an interrupted sweep keeps everything that finished.
 
 One sweep at a time per directory: the sweep holds an ``flock`` on ``<out>/.sweep.lock`` (freed
 by the kernel if the sweep dies). When ``results.csv`` cannot be written (a full disk), no
@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from ..core.results import METRICS_FILE, to_jsonable, write_atomic, write_text_atomic
+from ..core.results import METRICS_FILE, flatten_numbers, to_jsonable, write_atomic, write_text_atomic
 from .console import say
 from .guards import DirectoryLock, check_jobs, check_out_dir, check_timeout, connect_cluster
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
@@ -173,22 +173,62 @@ def _refuse_duplicates(specs: list[RunSpec]) -> None:
 
 
 def finished_result(spec: RunSpec) -> RunResult | None:
-    """The earlier result of this run if it finished ok with the same parameters, else None."""
+    """The earlier result of this run if it can be trusted, else None (the run is run again).
+
+    Trusted means: ``run.json`` says ok, holds the run's parameters and the sha256 of
+    ``metrics.json`` that the runner recorded when the run ended; ``metrics.json`` has exactly
+    those bytes, is a record with ``params`` and ``metrics`` objects, and the parameters it
+    recorded agree with the run's. A truncated, edited or foreign metrics.json, or a run.json
+    from before checksums were recorded, means the run is executed again.
+    """
     run_dir = Path(spec.run_dir)
     try:
         record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+        data = (run_dir / METRICS_FILE).read_bytes()
+        written = json.loads(data.decode("utf-8"))
     except (OSError, ValueError):
         return None
-    if record.get("status") != "ok" or not (run_dir / METRICS_FILE).is_file():
+    if not isinstance(record, dict) or record.get("status") != "ok":
         return None
-    if _identity(record.get("params", {})) != _identity(to_jsonable(spec.params)):
+    if not isinstance(record.get("params"), dict) or \
+            _identity(record["params"]) != _identity(to_jsonable(spec.params)):
         return None
-    known = {f.name for f in fields(RunResult)}
-    return replace(RunResult(**{k: v for k, v in record.items() if k in known}), resumed=True)
+    if record.get("metrics_sha256") != hashlib.sha256(data).hexdigest():
+        return None
+    if not (isinstance(written, dict) and isinstance(written.get("metrics"), dict)
+            and isinstance(written.get("params"), dict)):
+        return None
+    if not _recorded_params_agree(written["params"], spec.params):
+        return None
+    known = {f.name for f in fields(RunResult)} - {"name", "notebook", "run_dir", "params", "metrics"}
+    try:
+        earlier = RunResult(name=spec.name, notebook=spec.notebook, run_dir=spec.run_dir, params=spec.params,
+                            **{k: v for k, v in record.items() if k in known})
+    except TypeError:
+        return None
+    return replace(earlier, metrics=flatten_numbers(written["metrics"]), resumed=True)
 
 
 def _identity(params: dict) -> dict:
     return {name: value for name, value in params.items() if name != "run_dir"}
+
+
+def _recorded_params_agree(recorded: dict, wanted: dict) -> bool:
+    """Each parameter the runner passed (not None, which means "the profile's value") and the
+    notebook recorded must have the same value. A value the notebook recorded as another kind of
+    thing (a comma-separated string it parsed into a list) cannot be compared and is let pass."""
+    for name, value in to_jsonable(wanted).items():
+        if name == "run_dir" or value is None or name not in recorded:
+            continue
+        if _kind(recorded[name]) == _kind(value) and recorded[name] != value:
+            return False
+    return True
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    return "number" if isinstance(value, (int, float)) else type(value).__name__
 
 
 def _check_metric_against(metric: str | None, out: Path) -> None:
