@@ -6,8 +6,11 @@ Examples::
     python -m distill_lib run 01 02 --profile full --out runs/full -p epochs 5
     python -m distill_lib sweep 02 -p T 1 2 4 8 -p alpha 0.5 0.9 --seeds 0 1 2 --jobs 2
 
-Exit status: 0 when every run succeeded, 1 when any failed, 2 for a refused command line
-(unknown parameter, unparsable value, unknown notebook), 130 after Ctrl-C.
+Exit status: 0 when every run succeeded, 1 when any failed or the sweep could not do its own
+part (results.csv or the figure not written, a --metric no run has), 2 for a refused command line
+(unknown or repeated parameter, unparsable value, unknown notebook or kernel, a bad --timeout,
+--jobs or --cluster, an --out that cannot be written or that another runner holds: nothing was
+run), 130 after Ctrl-C or SIGTERM.
 
 Adding a subcommand: write ``_NAME_arguments(parser)`` and ``_NAME_command(args) -> int`` and
 register them in ``SUBCOMMANDS``.
@@ -16,16 +19,16 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 
+from .console import flush_quietly, say
 from .runner import DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, PROFILES
 
 
 def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=PROFILES, default="quick",
                         help="quick: mini data on CPU, minutes; full: full data on GPU (default quick)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+    parser.add_argument("--timeout", default=DEFAULT_TIMEOUT_S, metavar="SECONDS",  # checked by the runner
                         help=f"time limit per run, also per cell (default {DEFAULT_TIMEOUT_S})")
     parser.add_argument("--kernel", default=DEFAULT_KERNEL,
                         help="Jupyter kernel; the default runs this same Python interpreter")
@@ -50,11 +53,26 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_command(args: argparse.Namespace) -> int:
     from .runner import format_summary, run_notebooks
 
+    params = {name: value for name, [value] in _once_each(args.param).items()}
     results = run_notebooks(args.notebooks, profile=args.profile, out=args.out,
-                            params=dict(args.param), timeout=args.timeout, kernel=args.kernel,
+                            params=params, timeout=args.timeout, kernel=args.kernel,
                             log_output=args.log_output, notebooks_dir=args.notebooks_dir)
-    print("\n" + format_summary(results))
+    say("\n" + format_summary(results))
     return 0 if all(r.ok for r in results) else 1
+
+
+def _once_each(options: list[list[str]], *, sweep: bool = False) -> dict[str, list[str]]:
+    """-p NAME VALUE... occurrences as name -> values; a name given twice is refused (argparse's
+    append would silently keep only one of them)."""
+    given: dict[str, list[str]] = {}
+    for name, *values in options:
+        if name in given:
+            how = (f"give it once, with all its values: -p {name} {' '.join(given[name] + values)}" if sweep
+                   else f"give it once (-p {name} VALUE); to try several values use `sweep`")
+            raise ValueError(f"-p {name} is given more than once ({' '.join(given[name])}, then "
+                             f"{' '.join(values)}); {how}")
+        given[name] = values
+    return given
 
 
 # ---------------------------------------------------------------- sweep
@@ -81,7 +99,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
     from .sweep import sweep
 
     grid, fixed = {}, {}
-    for name, *values in args.param:
+    for name, values in _once_each(args.param, sweep=True).items():
         if not values:
             raise ValueError(f"-p {name} needs at least one value")
         (grid.__setitem__(name, values) if len(values) > 1 else fixed.__setitem__(name, values[0]))
@@ -90,11 +108,13 @@ def _sweep_command(args: argparse.Namespace) -> int:
                     cluster=args.cluster, metric=args.metric, kernel=args.kernel,
                     log_output=args.log_output, notebooks_dir=args.notebooks_dir)
     ran = len(outcome.results)
-    print(f"\n{ran - len(outcome.failed)} of {ran} runs ok; table: {outcome.csv_path}"
-          + (f"; figure: {outcome.figure_path}" if outcome.figure_path else ""))
+    say(f"\n{ran - len(outcome.failed)} of {ran} runs ok; table: {outcome.csv_path}"
+        + (f"; figure: {outcome.figure_path}" if outcome.figure_path else ""))
     for failure in outcome.failed:
-        print(f"  FAILED {failure.describe_failure()}")
-    return 1 if outcome.failed else 0
+        say(f"  FAILED {failure.describe_failure()}")
+    for problem in outcome.problems:
+        say(f"error: {problem}", err=True)
+    return 1 if outcome.failed or outcome.problems else 0
 
 
 # ---------------------------------------------------------------- demo, train-teacher
@@ -111,8 +131,8 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 def _demo_command(args: argparse.Namespace) -> int:
     from ..demo import format_demo, run_demo
 
-    print(format_demo(run_demo(student=args.student, epochs=args.epochs, temperature=args.temperature,
-                               alpha=args.alpha, seed=args.seed, device=args.device)))
+    say(format_demo(run_demo(student=args.student, epochs=args.epochs, temperature=args.temperature,
+                             alpha=args.alpha, seed=args.seed, device=args.device)))
     return 0
 
 
@@ -128,8 +148,8 @@ def _train_teacher_command(args: argparse.Namespace) -> int:
     from ..teachers import export_teacher
 
     info = export_teacher(args.profile, args.out, seed=args.seed, device=args.device)
-    print(f"teacher written to {info['checkpoint']}: test accuracy {info['test_accuracy']:.2%} on "
-          f"{info['dataset']} ({info['train_seconds']:.0f} s on {info['device']})")
+    say(f"teacher written to {info['checkpoint']}: test accuracy {info['test_accuracy']:.2%} on "
+        f"{info['dataset']} ({info['train_seconds']:.0f} s on {info['device']})")
     return 0
 
 
@@ -170,8 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ValueError as error:  # refused parameters, notebooks or options: nothing ran
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", err=True)
         return 2
+    except OSError as error:  # the filesystem's trouble outside any one run: a message, no traceback
+        say(f"error: {error}", err=True)
+        return 1
     except KeyboardInterrupt:
-        print("\ninterrupted: finished runs keep their metrics.json and run.json", file=sys.stderr)
+        say("\ninterrupted: finished runs keep their metrics.json and run.json", err=True)
         return 130
+    finally:
+        flush_quietly()  # a reader that went away (`| head`) is no error at exit either

@@ -7,14 +7,29 @@ so a run costs no torch import beyond what the notebook itself does.
 
 Run directory layout: ``<run_dir>/<notebook>.ipynb`` (executed, with outputs), ``metrics.json``
 (written by the notebook), ``run.json`` (status written by the runner), ``run.log`` (papermill's
-log). Parameters flow one way: only names the notebook declares in its ``parameters`` cell are
-accepted, parsed to the declared type before anything runs.
+log), ``.run.lock`` (who owns the directory). Parameters flow one way: only names the notebook
+declares in its ``parameters`` cell are accepted, parsed to the declared type before anything runs.
+
+Ownership: a run holds an ``flock`` on ``.run.lock`` while it runs, so a second runner is
+refused instead of both writing one directory. The papermill child and the kernel of the default
+kernelspec get ``PR_SET_PDEATHSIG`` (Linux), so a runner killed with SIGKILL takes them along;
+both also carry the owner's token in their environment, and a later owner of the directory kills
+any process still carrying a dead owner's token before it starts (kernels of other kinds, hosts
+without prctl).
+
+Records: ``run.json`` is "running" only while its runner is alive. A runner that cannot write the
+final record (a full disk) removes it and reports the run failed; a run counts as finished only
+with run.json "ok" and the sha256 of ``metrics.json`` it recorded (see ``sweep.finished_result``).
 """
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import math
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,10 +38,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .console import say
+from .guards import (DirectoryBusy, DirectoryLock, check_kernel, check_out_dir, check_timeout,
+                     describe_holder, holder_of, kill_processes_with_token)
 from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters,
                               check_profile, describe_parameters, injected_parameters,
                               notebook_parameters, resolve_notebooks)
-from ..core.results import flatten_numbers, read_metrics, write_json_atomic
+from ..core.results import METRICS_FILE, flatten_numbers, write_json_atomic
 
 __all__ = ["PROFILES", "RunSpec", "RunResult", "check_parameters", "describe_parameters",
            "execute_run", "format_summary", "resolve_notebooks", "run_notebooks"]
@@ -35,6 +53,8 @@ DEFAULT_KERNEL = "python3"
 DEFAULT_TIMEOUT_S = 3600
 RUN_FILE = "run.json"
 LOG_FILE = "run.log"
+LOCK_FILE = ".run.lock"
+OWNER_ENV = "DISTILL_RUN_OWNER"  # the owning runner's token, in papermill's and the kernel's environment
 # ipykernel's inline backend is headless and embeds PNGs in the executed notebook; "Agg" there
 # would drop every figure from the report, so the kernel gets the inline backend explicitly.
 KERNEL_MPLBACKEND = "module://matplotlib_inline.backend_inline"
@@ -71,6 +91,7 @@ class RunResult:
     failed_source: str | None = None
     metrics: dict = field(default_factory=dict)  # numeric metrics, dotted keys
     resumed: bool = False  # finished in an earlier sweep, not executed again
+    metrics_sha256: str | None = None  # of metrics.json as the runner read it when the run ended
 
     @property
     def ok(self) -> bool:
@@ -114,28 +135,61 @@ CHILDREN = ChildProcesses()
 
 
 def execute_run(spec: RunSpec) -> RunResult:
-    """Execute one notebook in a child process within ``spec.timeout`` s; failures are returned."""
+    """Execute one notebook in a child process within ``spec.timeout`` s; failures are returned.
+
+    The run directory is locked for the run (another live owner: the run fails, "not started",
+    and nothing of the owner's is touched). The runner's own trouble (a full disk, no fork)
+    fails this run only; ``run.json`` never stays "running" once this function has returned.
+    """
     run_dir = Path(spec.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.json", RUN_FILE):  # a failed re-run must not show the old outcome
-        (run_dir / stale).unlink(missing_ok=True)
-    output = run_dir / Path(spec.notebook).name
     started = time.monotonic()
-    stop_reason = "interrupted" if CHILDREN.stopping.is_set() else None
+    lock = DirectoryLock(run_dir / LOCK_FILE, "run directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except (OSError, DirectoryBusy) as error:
+        reason = str(error) if isinstance(error, DirectoryBusy) else f"cannot use {run_dir}: {error}"
+        return _unrecorded(spec, f"not started: {reason}")
+    try:
+        return _execute_owned(spec, run_dir, lock, started)
+    finally:
+        lock.release()
+
+
+def _execute_owned(spec: RunSpec, run_dir: Path, lock: DirectoryLock, started: float) -> RunResult:
+    previous = lock.previous  # left by an owner that died without releasing the directory
+    if previous.get("token") and previous.get("host") in (None, socket.gethostname()):
+        kill_processes_with_token(OWNER_ENV, previous["token"])  # its papermill and kernel, if alive
+    output = run_dir / Path(spec.notebook).name
+    try:
+        for stale in (METRICS_FILE, RUN_FILE):  # a failed re-run must not show the old outcome
+            (run_dir / stale).unlink(missing_ok=True)
+    except OSError as error:
+        return _unrecorded(spec, f"not started: cannot clear the previous outcome in {run_dir}: {error}")
+    if CHILDREN.stopping.is_set():
+        return _save(_collect(spec, output, None, "interrupted", 0.0))
+    try:
+        write_json_atomic(run_dir / RUN_FILE, {**asdict(spec), "status": "running", "owner": {
+            "pid": os.getpid(), "host": socket.gethostname(), "token": lock.token}})
+    except OSError as error:  # nothing was written (atomic), and the old record is gone
+        return _unrecorded(spec, f"not started: the runner could not write {run_dir / RUN_FILE}: {error}")
     returncode = None
-    if stop_reason is None:
-        write_json_atomic(run_dir / RUN_FILE, {**asdict(spec), "status": "running"})
-        try:
-            returncode, stop_reason = _run_child(spec, output)
-        except KeyboardInterrupt:
-            _save(_collect(spec, output, None, "interrupted", time.monotonic() - started))
-            raise
-        except Exception as error:  # the runner's own trouble (disk, fork) fails this run only
-            stop_reason = f"runner error: {error!r}"
+    try:
+        returncode, stop_reason = _run_child(spec, output, lock.token)
+    except KeyboardInterrupt:
+        _save(_collect(spec, output, None, "interrupted", time.monotonic() - started))
+        raise
+    except Exception as error:  # the runner's own trouble (disk, fork) fails this run only
+        stop_reason = f"runner error: {error!r}"
     return _save(_collect(spec, output, returncode, stop_reason, time.monotonic() - started))
 
 
-def _run_child(spec: RunSpec, output: Path) -> tuple[int | None, str | None]:
+def _unrecorded(spec: RunSpec, error: str) -> RunResult:
+    return RunResult(name=spec.name, notebook=str(spec.notebook), run_dir=str(spec.run_dir),
+                     params=spec.params, status="failed", error=error)
+
+
+def _run_child(spec: RunSpec, output: Path, token: str) -> tuple[int | None, str | None]:
     """(exit code, why it was stopped: None, "interrupted" or "timed out after N s")."""
     import yaml  # papermill's own dependency; its -f parameter file is YAML
 
@@ -148,9 +202,11 @@ def _run_child(spec: RunSpec, output: Path) -> tuple[int | None, str | None]:
                    "--log-output" if spec.log_output else "--no-log-output",
                    "--execution-timeout", str(math.ceil(spec.timeout))]
         with open(Path(spec.run_dir) / LOG_FILE, "w", encoding="utf-8") as log:
-            proc = subprocess.Popen(command, env=_child_env(spec, Path(scratch)), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(command, env=_child_env(spec, Path(scratch), token),
+                                    stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE if spec.log_output else log,
-                                    stderr=subprocess.STDOUT, start_new_session=True, text=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True, text=True,
+                                    preexec_fn=_die_with_parent())
             CHILDREN.add(proc)
             echo = _echo_thread(proc, log) if spec.log_output else None
             try:
@@ -171,9 +227,57 @@ def _wait(proc, timeout: float) -> tuple[int | None, str | None]:
     return returncode, ("interrupted" if stopped_by_us else None)
 
 
-def _child_env(spec: RunSpec, scratch: Path) -> dict:
+# ---------------------------------------------------------------- children die with the runner
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """A Popen ``preexec_fn`` that has Linux SIGKILL the child when the thread that started it
+    (and so the runner) dies, and ends a child whose runner died before the setting took hold;
+    None where prctl is not available.
+
+    Everything is resolved here, in the parent: between fork and exec the child only calls the
+    C function and ``os.getppid``.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    arguments = (_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0),
+                 ctypes.c_ulong(0), ctypes.c_ulong(0))
+    parent = os.getpid()
+
+    def preexec():
+        prctl(*arguments)
+        if os.getppid() != parent:  # the runner is already gone: do not run at all
+            os._exit(1)
+
+    return preexec
+
+
+# The pinned kernel's launcher: the same PR_SET_PDEATHSIG towards papermill (its parent, which
+# jupyter_client names in JPY_PARENT_PID), then ipykernel exactly as `python -m ipykernel_launcher`.
+_KERNEL_LAUNCHER = """\
+import ctypes, os, runpy, signal, sys
+if sys.platform.startswith('linux'):
+    try:
+        ctypes.CDLL(None).prctl(1, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    except (OSError, AttributeError):
+        pass
+    parent = os.environ.get('JPY_PARENT_PID', '')
+    if parent.isdigit() and os.getppid() != int(parent):
+        sys.exit('distill_lib kernel launcher: papermill ended before the kernel started')
+runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)
+"""
+
+
+def _child_env(spec: RunSpec, scratch: Path, token: str) -> dict:
     env = dict(os.environ, MPLBACKEND=KERNEL_MPLBACKEND, PYTHONUNBUFFERED="1",
                JUPYTER_RUNTIME_DIR=str(scratch / "runtime"))  # connection files die with scratch
+    env[OWNER_ENV] = token  # inherited by the kernel: how a later owner finds leftovers
     # The kernel imports the same distill_lib as the runner, installed or not.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     if spec.kernel == DEFAULT_KERNEL:
@@ -186,21 +290,22 @@ def _child_env(spec: RunSpec, scratch: Path) -> dict:
 def _pin_kernel(scratch: Path) -> str:
     """A "python3" kernelspec running this interpreter; JUPYTER_PATH puts it before any other.
 
-    Without it a user-level python3 kernelspec pointing at another Python could win.
+    Without it a user-level python3 kernelspec pointing at another Python could win. Its launcher
+    ties the kernel's life to papermill's (``_KERNEL_LAUNCHER``).
     """
     spec_dir = scratch / "kernels" / DEFAULT_KERNEL
     spec_dir.mkdir(parents=True)
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    argv = [sys.executable, "-c", _KERNEL_LAUNCHER, "-f", "{connection_file}"]
     (spec_dir / "kernel.json").write_text(json.dumps(
         {"argv": argv, "display_name": "Python 3 (ipykernel)", "language": "python"}))
     return str(scratch)
 
 
 def _echo_thread(proc, log) -> threading.Thread:
-    def copy_lines():
+    def copy_lines():  # goes on copying to run.log when stdout's reader has gone (say is silent)
         for line in proc.stdout:
             log.write(line)
-            print(line, end="", flush=True)
+            say(line, end="")
 
     thread = threading.Thread(target=copy_lines, daemon=True)
     thread.start()
@@ -234,16 +339,44 @@ def _collect(spec, output: Path, returncode, stop_reason, wall_s: float) -> RunR
         result.status = "interrupted" if stop_reason == "interrupted" else "failed"
         result.failed_cell, result.failed_source, cell_error = _failed_cell(output)
         result.error = stop_reason or cell_error or _last_log_line(Path(spec.run_dir) / LOG_FILE)
+        if output.exists() and result.failed_cell is None and _unreadable(output):
+            result.error += f" (the executed notebook {output.name} is cut off)"
     try:
-        result.metrics = flatten_numbers(read_metrics(spec.run_dir).get("metrics", {}))
-    except (OSError, ValueError):
+        data = (Path(spec.run_dir) / METRICS_FILE).read_bytes()
+        record = json.loads(data.decode("utf-8"))
+        result.metrics = flatten_numbers(record.get("metrics", {}))
+        result.metrics_sha256 = hashlib.sha256(data).hexdigest()
+    except (OSError, ValueError, AttributeError, TypeError):
         pass
     return result
 
 
 def _save(result: RunResult) -> RunResult:
-    write_json_atomic(Path(result.run_dir) / RUN_FILE, asdict(result))
+    """Write the run's final ``run.json``. When that fails (a full disk) the run is failed with
+    the reason, and the old "running" record is removed: a later sweep runs it again."""
+    path = Path(result.run_dir) / RUN_FILE
+    try:
+        write_json_atomic(path, asdict(result))
+    except (OSError, TypeError, ValueError) as error:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        finished = "finished, but " if result.ok else ""
+        note = f"{finished}the runner could not write {path}: {error}"
+        result.status = "failed" if result.status == "ok" else result.status
+        result.error = f"{result.error}; {note}" if result.error else note
     return result
+
+
+def _unreadable(notebook: Path) -> bool:
+    import nbformat
+
+    try:
+        nbformat.read(str(notebook), as_version=4)
+    except Exception:
+        return True
+    return False
 
 
 def _failed_cell(output: Path) -> tuple[int | None, str | None, str | None]:
@@ -285,15 +418,18 @@ def run_notebooks(notebooks=None, *, profile: str = "quick", out="runs", params:
     """Execute notebooks one after another into ``out/<notebook stem>/``; all checked first.
 
     With several notebooks, a ``params`` name goes to the notebooks that declare it; a name no
-    selected notebook declares is refused.
+    selected notebook declares is refused. So is a run directory another runner is using, and an
+    ``out`` that cannot be created or written (``ValueError``, before anything runs).
     """
     specs = plan_runs(resolve_notebooks(notebooks or [], notebooks_dir), profile=profile, out=out,
                       params=params or {}, timeout=timeout, kernel=kernel, log_output=log_output)
+    refuse_busy(specs)
+    check_out_dir(out)
     results = []
     for number, spec in enumerate(specs, 1):
-        print(f"[{number}/{len(specs)}] {spec.name} ...", end="\n" if log_output else " ", flush=True)
+        say(f"[{number}/{len(specs)}] {spec.name} ...", end="\n" if log_output else " ")
         results.append(execute_run(spec))
-        print(progress_word(results[-1]), flush=True)
+        say(progress_word(results[-1]))
     return results
 
 
@@ -301,6 +437,8 @@ def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> li
     """The run specs, with every parameter checked; raises ``ValueError`` before anything runs."""
     check_profile(profile)
     check_not_reserved(params)
+    timeout = check_timeout(timeout)
+    check_kernel(kernel, DEFAULT_KERNEL)
     declared_by = {path: notebook_parameters(path) for path in paths}
     orphans = [name for name in params if not any(name in d for d in declared_by.values())]
     if orphans:  # strict for one notebook; for several, a name must be known to one of them
@@ -318,6 +456,16 @@ def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> li
                              params=check_parameters(path, values, declared), timeout=timeout,
                              kernel=kernel, log_output=log_output))
     return specs
+
+
+def refuse_busy(specs: list[RunSpec]) -> None:
+    """``DirectoryBusy`` (a ``ValueError``) when a live runner holds one of the run directories.
+    Reads lock files only: nothing is created."""
+    for spec in specs:
+        holder = holder_of(Path(spec.run_dir) / LOCK_FILE)
+        if holder is not None:
+            raise DirectoryBusy(f"run directory {spec.run_dir} is in use by {describe_holder(holder)}; "
+                                "wait for it to finish, stop it, or choose another --out")
 
 
 def progress_word(result: RunResult) -> str:
