@@ -343,3 +343,19 @@ def test_a_child_started_after_the_stop_is_killed_at_once():
     started = time.monotonic()
     children.add(late)
     assert late.wait(timeout=10) != 0 and time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "02", "-p", "temperature", "-1"],
+    ["run", "00", "-p", "epochs", "0"],
+    ["sweep", "02", "-p", "alpha", "0.5", "1.5"],
+    ["run", "03", "-p", "budgets", "1,ten"],
+    ["run", "04", "-p", "warmup_epochs", "40"],
+])
+def test_notebook_range_checks_come_before_any_kernel_starts(tmp_path, command):
+    started = time.monotonic()
+    finished = cli(*command, "--out", tmp_path / "out")
+    assert finished.returncode == 2, finished.stderr
+    assert "error:" in finished.stderr and "Traceback" not in finished.stderr
+    assert not (tmp_path / "out").exists()  # no run directory left behind
+    assert time.monotonic() - started < 30  # no kernel was started (that alone takes several seconds)

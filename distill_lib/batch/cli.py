@@ -4,7 +4,8 @@ Examples::
 
     python -m distill_lib run                              # every notebook, quick profile
     python -m distill_lib run 01 02 --profile full --out runs/full -p epochs 5
-    python -m distill_lib sweep 02 -p T 1 2 4 8 -p alpha 0.5 0.9 --seeds 0 1 2 --jobs 2
+    python -m distill_lib sweep 02 -p temperature 1 2 4 8 -p alpha 0.5 0.9 --jobs 2
+    python -m distill_lib quote runs/quick                 # measured headlines into the notebooks and README
 
 Exit status: 0 when every run succeeded, 1 when any failed or the sweep could not do its own
 part (results.csv or the figure not written, a --metric no run has), 2 for a refused command line
@@ -138,7 +139,7 @@ def _demo_command(args: argparse.Namespace) -> int:
 
 def _train_teacher_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("quick", "full"), default="full",
-                        help="the recipe in distill_lib.teachers.TEACHER_RECIPES (default full)")
+                        help="the recipe in distill_lib.profiles.TEACHER_RECIPES (default full)")
     parser.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write, e.g. data/teacher-fashion-mnist.pt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -153,6 +154,22 @@ def _train_teacher_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quote_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", metavar="RUNS_DIR", help="the --out of a finished `run` (one directory per notebook)")
+    parser.add_argument("--notebooks-dir", default=None, metavar="DIR", help="default ./notebooks")
+    parser.add_argument("--readme", default="README.md", metavar="PATH",
+                        help="the README whose headline table is rewritten (default README.md; '' for none)")
+
+
+def _quote_command(args: argparse.Namespace) -> int:
+    from .params import default_notebooks_dir
+    from .quote import quote
+
+    changed = quote(args.runs, args.notebooks_dir or default_notebooks_dir(), args.readme or None)
+    say(f"quoted into: {', '.join(changed)}" if changed else "nothing to change: every quote is up to date")
+    return 0
+
+
 # name -> (add its arguments, run it and return the exit status, one-line help)
 SUBCOMMANDS = {
     "run": (_run_arguments, _run_command, "execute notebooks headlessly with papermill"),
@@ -160,6 +177,8 @@ SUBCOMMANDS = {
     "demo": (_demo_arguments, _demo_command, "one-minute distillation on the bundled data (teacher, student, KD)"),
     "train-teacher": (_train_teacher_arguments, _train_teacher_command,
                       "train the profile's teacher and write its checkpoint (how data/ gets its teacher)"),
+    "quote": (_quote_arguments, _quote_command,
+              "write the measured headlines and times of a finished run into the notebooks and README"),
 }
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PROFILES = ("quick", "full")
+from ..profiles import PROFILE_NAMES, check_run
+
+PROFILES = PROFILE_NAMES  # defined once, with every notebook's settings, in distill_lib/profiles.py
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the repository: distill_lib/batch/params.py -> ../..
 # The runner sets these itself; a -p for them would silently fight the option that owns them.
 RESERVED = {
@@ -113,6 +115,15 @@ def parse_value(name: str, value, declared: dict):
             expected += " (true, false, 1 or 0)"
         raise ValueError(f"parameter {name!r} cannot take {value!r}: expected {expected}.")
     return parsed
+
+
+def check_settings(notebook, profile: str, values: dict) -> None:
+    """The notebook's own range checks (``distill_lib.profiles``), before any kernel starts: a
+    temperature of -1 or a bad budget string is refused here, not 8 s later inside the kernel."""
+    try:
+        check_run(Path(notebook).stem, profile, values)
+    except ValueError as error:
+        raise ValueError(f"{Path(notebook).name}: {error}") from None
 
 
 def check_profile(profile: str) -> str:

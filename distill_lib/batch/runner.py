@@ -41,7 +41,7 @@ from pathlib import Path
 from .console import say
 from .guards import (DirectoryBusy, DirectoryLock, check_kernel, check_out_dir, check_timeout,
                      describe_holder, holder_of, kill_processes_with_token)
-from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters,
+from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters, check_settings,
                               check_profile, describe_parameters, injected_parameters,
                               notebook_parameters, resolve_notebooks)
 from ..core.results import METRICS_FILE, flatten_numbers, write_json_atomic
@@ -452,9 +452,10 @@ def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> li
         run_dir = Path(out) / path.stem
         values = {**{k: v for k, v in params.items() if k in declared},
                   **injected_parameters(declared, profile=profile, run_dir=run_dir)}
+        values = check_parameters(path, values, declared)
+        check_settings(path, profile, values)
         specs.append(RunSpec(notebook=str(path.resolve()), run_dir=str(run_dir.resolve()), name=path.stem,
-                             params=check_parameters(path, values, declared), timeout=timeout,
-                             kernel=kernel, log_output=log_output))
+                             params=values, timeout=timeout, kernel=kernel, log_output=log_output))
     return specs
 
 

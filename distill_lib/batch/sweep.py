@@ -25,11 +25,12 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from ..core.stats import mean_interval
 from ..core.results import METRICS_FILE, flatten_numbers, to_jsonable, write_atomic, write_text_atomic
 from .console import say
 from .guards import DirectoryLock, check_jobs, check_out_dir, check_timeout, connect_cluster
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
-                     check_kernel, check_not_reserved, check_parameters, check_profile, execute_run,
+                     check_kernel, check_not_reserved, check_parameters, check_profile, check_settings, execute_run,
                      injected_parameters, notebook_parameters, progress_word, resolve_notebooks)
 
 CSV_NAME = "results.csv"
@@ -141,6 +142,7 @@ def plan_sweep(notebook: Path, grid: dict, *, seeds, params: dict, profile: str,
         point = dict(zip(axes, combination))
         run_dir = (out / run_name(point)).resolve()
         values = {**fixed, **point, **injected_parameters(declared, profile=profile, run_dir=run_dir)}
+        check_settings(notebook, profile, values)
         specs.append(RunSpec(notebook=str(notebook.resolve()), run_dir=str(run_dir), params=values,
                              name=run_name(point), timeout=timeout, kernel=kernel, log_output=log_output))
     _refuse_duplicates(specs)
@@ -479,15 +481,17 @@ def _draw(groups: dict, x_name: str, line_name: str | None, metric: str, title: 
     for line_value, line in sorted(groups.items(), key=lambda item: _sort_key(item[0])):
         xs = sorted(line, key=_sort_key)
         means = [statistics.fmean(line[x]) for x in xs]
-        stds = [statistics.stdev(line[x]) if len(line[x]) > 1 else 0.0 for x in xs]
+        intervals = [mean_interval(line[x]) for x in xs]  # the workbench's one statistics module
+        errors = [[m - low if low == low else 0.0 for m, (low, _) in zip(means, intervals)],
+                  [high - m if high == high else 0.0 for m, (_, high) in zip(means, intervals)]]
         runs_per_point.update(len(line[x]) for x in xs)
         label = f"{line_name}={line_value}" if line_name else None
-        axes.errorbar([position[x] for x in xs], means, yerr=stds, marker="o", capsize=3, label=label)
+        axes.errorbar([position[x] for x in xs], means, yerr=errors, marker="o", capsize=3, label=label)
     if not numeric:
         axes.set_xticks(range(len(x_values)), [str(x) for x in x_values])
     n_text = "/".join(map(str, sorted(runs_per_point)))
     axes.set(xlabel=x_name, ylabel=metric)  # two title lines: a long notebook name must not be cut off
-    axes.set_title(f"{title}\n{metric}, mean ± std over {n_text} runs per point", fontsize=10)
+    axes.set_title(f"{title}\n{metric}, mean and 95% interval over {n_text} runs per point", fontsize=10)
     if line_name:
         axes.legend(title=None)
     axes.grid(alpha=0.3)
