@@ -4,9 +4,10 @@ The mode is passed, never read from the environment: ``set_progress("log")`` (wh
 ``dl.notebook.start`` does for ``interactive=False``) or ``progress="log"`` on a training call.
 "auto" shows a bar in a terminal or a live notebook kernel and log lines otherwise.
 
-A widget bar is only alive while its kernel runs: a saved notebook shows it frozen at its first
-state. So a bar in a notebook is removed when it closes and replaced by one plain line with its
-final state, which the saved notebook keeps.
+What draws a bar can be passed too: ``set_progress("bar", bar=factory)``. ``dl.notebook.start``
+passes one that, when the bar closes, replaces the widget by a line of text with its final state
+(a widget is only alive while its kernel runs: a saved notebook would show it frozen at 0%).
+This module itself imports no notebook package.
 """
 from __future__ import annotations
 
@@ -17,12 +18,18 @@ from . import checks
 
 MODES = ("auto", "bar", "log", "off")
 _mode = "auto"
+_bar_factory = None  # callable(total, desc) -> a tqdm-like bar; None: tqdm.auto
 
 
-def set_progress(mode: str) -> None:
-    """Choose how long loops report: "auto" (default), "bar", "log" or "off"."""
-    global _mode
+def set_progress(mode: str, bar=None) -> None:
+    """Choose how long loops report: "auto" (default), "bar", "log" or "off"; ``bar`` optionally
+    makes the bars: ``bar(total, desc)`` returning an object with tqdm's ``update``,
+    ``set_postfix`` and a ``close(final_line)``."""
+    global _mode, _bar_factory
     _mode = checks.one_of("mode", mode, MODES)
+    if bar is not None and not callable(bar):
+        raise ValueError(f"bar must be a callable (total, desc) -> bar; got {bar!r}")
+    _bar_factory = bar
 
 
 def in_notebook_kernel() -> bool:
@@ -49,11 +56,13 @@ class Progress:
         self.mode, self.log_seconds = resolve_mode(mode), log_seconds
         self.started = self.last_log = time.perf_counter()
         self.info: dict = {}
-        self.bar = None
+        self.bar, self.custom = None, _bar_factory is not None
         if self.mode == "bar":
-            from tqdm.auto import tqdm
-            # in a notebook the widget is removed at close (leave=False) and a text line stays
-            self.bar = tqdm(total=total, desc=desc, leave=not in_notebook_kernel())
+            if self.custom:
+                self.bar = _bar_factory(total, desc)
+            else:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=total, desc=desc)
 
     def update(self, steps: int = 1, **info) -> None:
         self.done += steps
@@ -75,9 +84,10 @@ class Progress:
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
-            if not self.bar.leave:
-                print(self.line(), flush=True)
+            if self.custom:
+                self.bar.close(self.line())
+            else:
+                self.bar.close()
             self.bar = None
 
     def __enter__(self):

@@ -1,6 +1,8 @@
 """The deployment figure of notebook 05: accuracy against a cost, with the Pareto front."""
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -27,7 +29,8 @@ def plot_tradeoffs(rows: list, x_keys=("latency_b1_ms", "latency_b256_ms"), titl
         ax.step([cost[i] for i in front], [acc[i] for i in front], where="post", color="0.6", zorder=1)
         for i, r in enumerate(rows):
             ax.scatter(cost[i], acc[i], s=40, zorder=2, color="C3" if i in front else "C0")
-            ax.annotate(str(i + 1), (cost[i], acc[i]), fontsize=8, xytext=(4, 3), textcoords="offset points")
+            ax.annotate(str(i + 1), (cost[i], acc[i]), fontsize=8, xytext=_label_offset(i, cost, acc),
+                        textcoords="offset points")
         ax.set(xscale="log", xlabel=AXES[key] + ", log scale", ylabel="test accuracy (%)")
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
@@ -39,3 +42,15 @@ def plot_tradeoffs(rows: list, x_keys=("latency_b1_ms", "latency_b256_ms"), titl
     fig.suptitle(title or "accuracy vs cost")
     fig.tight_layout()
     return fig
+
+
+OFFSETS = ((4, 3), (4, -10), (-11, 3), (-11, -10), (4, 12), (-11, 12))  # points: right/left, up/down
+
+
+def _label_offset(i: int, cost: list, acc: list) -> tuple:
+    """Where point ``i``'s number goes: the next free slot around it when earlier points lie close
+    (within ~8% in log cost and 1 point of accuracy), so that neighbours' numbers do not collide."""
+    near = sum(1 for j in range(i) if abs(math.log10(cost[j]) - math.log10(cost[i])) < 0.035
+               and abs(acc[j] - acc[i]) < 1.0)
+    return OFFSETS[near % len(OFFSETS)]
+

@@ -23,7 +23,10 @@ def start(notebook: str, namespace: dict):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cfg.threads = torch.get_num_threads()  # what really ran, for the report
-    set_progress("bar" if cfg.interactive else "log")
+    if cfg.interactive and in_notebook_kernel():
+        set_progress("bar", bar=NotebookBar)
+    else:
+        set_progress("bar" if cfg.interactive else "log")
     Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     if not cfg.interactive and not in_notebook_kernel():
@@ -34,6 +37,28 @@ def start(notebook: str, namespace: dict):
     cfg.device = resolve_device(cfg.device)
     cfg.machine = machine()
     return cfg, Timer()
+
+
+class NotebookBar:
+    """A widget progress bar that becomes one line of text when it closes, so that a saved
+    notebook shows how the loop ended instead of a widget frozen at 0%."""
+
+    def __init__(self, total: int, desc: str):
+        from IPython.display import display
+        from tqdm.notebook import tqdm
+        self.bar = tqdm(total=total, desc=desc, display=False)
+        self.handle = display(self.bar.container, display_id=True)
+
+    def update(self, steps: int = 1) -> None:
+        self.bar.update(steps)
+
+    def set_postfix(self, values: dict, refresh: bool = False) -> None:
+        self.bar.set_postfix(values, refresh=refresh)
+
+    def close(self, final_line: str) -> None:
+        from IPython.display import Pretty
+        self.bar.close()
+        self.handle.update(Pretty(final_line))
 
 
 def seeds(cfg) -> list:
