@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ..core.evaluate import confusion_matrix, per_class_accuracy
 from ..core.stats import mean_interval
@@ -135,9 +135,14 @@ def plot_effects(comparisons: dict, *, title: str = "", unit: str = "points"):
         ax.plot([100 * d for d in c.differences], [row] * c.n, "|", color="k", ms=8, alpha=0.6)
         ax.annotate(f"{100 * c.mean:+.2f} ({c.verdict})", (100 * c.mean, row + 0.22), fontsize=8, ha="center")
     ax.axvline(0, color="k", lw=1)
+    extent = max(abs(100 * v) for c in comparisons.values() for v in (*c.differences, *c.ci95) if v == v)
+    if extent > 20:  # one huge effect would flatten the rest: linear within +-2 points, log beyond
+        ax.set_xscale("symlog", linthresh=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        unit += ", log beyond ±2"
     ax.set_yticks(range(len(comparisons)), list(reversed(list(comparisons))))
     ax.set_ylim(-0.6, len(comparisons) - 0.3)
-    ax.set(xlabel=f"difference ({unit}); line: 95% interval over seeds, ticks: single seeds", title=title)
+    ax.set(xlabel=f"difference ({unit}); line: 95% interval, ticks: seeds", title=title)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
