@@ -14,11 +14,23 @@ import torch
 import torch.nn.functional as F
 
 from ..core import checks
+from ..core.data import Dataset, stratified_indices
 from ..core.evaluate import predict_logits
 from ..core.models import build_model
 from ..loop import TrainingDiverged, train
 from ..methods import Method, StepOutputs, soft_targets
 from ..methods.adversarial import frozen
+
+
+def few_labels(dataset, per_class: int, seed: int = 0):
+    """``dataset`` with only ``per_class`` labels of every class kept (stratified, seeded); every
+    other image is marked unlabelled (-1): a transfer set where the teacher's soft targets teach."""
+    checks.positive_int("per_class", per_class)
+    keep = stratified_indices(dataset.labels, per_class, torch.Generator().manual_seed(seed))
+    labels = torch.full_like(dataset.labels, -1)
+    labels[keep] = dataset.labels[keep]
+    return Dataset(f"{dataset.name} ({per_class} labels per class)", dataset.split, dataset.images, labels,
+                   list(dataset.classes), dataset.source)
 
 
 class LossFunction(Method):
@@ -163,7 +175,7 @@ def unused_teacher_seconds(teacher, student, dataset, *, batch_size: int = 256, 
                 if with_teacher:
                     with torch.no_grad():
                         teacher(images)  # computed ... and never used
-                loss = F.cross_entropy(model(images), labels)
+                loss = F.cross_entropy(model(images), labels, ignore_index=-1)  # -1: unlabelled
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

@@ -1,0 +1,48 @@
+"""The numbers the README quotes are the numbers the runs recorded."""
+import json
+from pathlib import Path
+
+from distill_lib.batch.quote import readme_table, where_measured
+from distill_lib.core import stats
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+FULL = ROOT / "docs" / "full-data-cpu"
+
+
+def record(name):
+    return json.loads((FULL / f"{name}.metrics.json").read_text())
+
+
+def test_the_quick_profile_table_is_the_notebooks_quoted_headlines():
+    table = readme_table(sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    start, end = README.index("<!-- headlines:start -->"), README.index("<!-- headlines:end -->")
+    assert README[start:end].strip().endswith(table)
+
+
+def test_the_full_data_headlines_are_the_recorded_runs():
+    for name in ("00_quickstart", "02_temperature_soft_targets"):
+        run = record(name)
+        assert run["params"]["profile"] == "full" and run["params"]["train_per_class"] is None
+        assert stats.headline_line(run["metrics"]["headline"], where_measured(run)) in README
+
+
+def test_the_full_data_wall_times_are_the_recorded_runs():
+    for name in ("00_quickstart", "02_temperature_soft_targets"):
+        run = json.loads((FULL / f"{name}.run.json").read_text())
+        assert run["status"] == "ok" and f"{run['wall_s']:.0f} s" in README.replace("\n", " ")
+
+
+def test_the_full_data_details_are_the_recorded_runs():
+    run = record("00_quickstart")["metrics"]
+    alone = sum(m["accuracy"] for m in run["student_alone"].values()) / len(run["student_alone"])
+    kd = sum(m["accuracy"] for m in run["student_kd"].values()) / len(run["student_kd"])
+    for quoted in (f"teacher ({run['teacher']['accuracy']:.2%})", f"{100 * run['teacher_gap']:.2f} points above",
+                   f"alone ({alone:.2%})", f"({kd:.2%}) closes {run['gap_closed']:.0%}"):
+        assert quoted in README.replace("\n  ", " "), quoted
+    omitted = record("02_temperature_soft_targets")["metrics"]["omitted_class"]
+    text = README.replace("\n  ", " ")
+    for quoted in (f"{omitted['kd_recall_raw']:.1%} of the test dresses", f"{omitted['kd_recall']:.1%} once",
+                   f"{omitted['scratch_recall_raw']:.1%} and {omitted['scratch_recall']:.1%}",
+                   f"{omitted['kd_auc']:.3f} against {omitted['scratch_auc']:.3f}"):
+        assert quoted in text, quoted
