@@ -174,7 +174,7 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
         "headline_alpha": Setting(0.9, 0.9),
         "variants_temperature": Setting(4.0, 4.0),  # MSE losses and DKD are compared with KL at this T
         "n_seeds": Setting(3, 3, checks.positive_int),
-        "epochs": Setting(20, 40, checks.positive_int),
+        "epochs": Setting(16, 40, checks.positive_int),
         "batch_size": Setting(256, 256),
         "lr": Setting(2e-3, 2e-3),
         "explorer_student": Setting("mlp-tiny", "mlp-tiny"),
