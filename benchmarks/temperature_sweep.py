@@ -8,10 +8,13 @@
 Same data (the bundled mini Fashion-MNIST), same teacher and student architectures, same loss,
 optimiser, batch size and epochs. Prints both wall times and their ratio; timing starts after a
 warm-up batch of each path. Usage:
-    python benchmarks/temperature_sweep.py [--temperatures 1 2 4 8] [--epochs 2] [--device auto]
+    python benchmarks/temperature_sweep.py [--temperatures 1 2 4 8] [--epochs 2] [--device auto] [--out FILE]
 """
 import argparse
+import os
+import platform
 import time
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -19,6 +22,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 import distill_lib as dl
+from distill_lib.core.results import write_json_atomic
 from distill_lib.methods import kd_loss
 
 
@@ -78,7 +82,10 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--student", default="mlp-small")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, help="also write the timings here as JSON (what the README quotes)")
     args = parser.parse_args()
+    if args.out is not None and not args.out.parent.is_dir():  # refuse before minutes of work, not after
+        parser.error(f"--out {args.out}: its folder {args.out.parent} does not exist")
     device = dl.resolve_device(args.device)
     train_set = dl.load_dataset("fashion-mnist-mini")
     teacher, info = dl.get_teacher("quick", device=device)
@@ -94,6 +101,14 @@ def main():
     print(f"(a) DataLoader + online teacher: {common:.1f} s")
     print(f"(b) distill_lib (cached logits): {ours:.1f} s")
     print(f"speed-up (a)/(b): {common / ours:.1f}x")
+    if args.out is not None:
+        record = {"common_way_s": round(common, 2), "distill_lib_s": round(ours, 2), "speedup": round(common / ours, 2),
+                  "device": str(device), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                  "machine": platform.machine(), "student": args.student, "temperatures": args.temperatures,
+                  "epochs": args.epochs, "batch_size": args.batch_size, "images": len(train_set),
+                  "versions": {"torch": torch.__version__, "distill_lib": dl.__version__}}
+        write_json_atomic(args.out, record)
+        print(f"written {args.out}")
 
 
 if __name__ == "__main__":

@@ -46,3 +46,16 @@ def test_the_full_data_details_are_the_recorded_runs():
                    f"{omitted['scratch_recall_raw']:.1%} and {omitted['scratch_recall']:.1%}",
                    f"{omitted['kd_auc']:.3f} against {omitted['scratch_auc']:.3f}"):
         assert quoted in text, quoted
+
+
+def test_the_speed_figures_are_the_recorded_ones():
+    text = README.replace("\n  ", " ")
+    sweep = json.loads((ROOT / "docs" / "benchmark-temperature-sweep.json").read_text())
+    for quoted in (f"{sweep['common_way_s']:.1f} s", f"{sweep['distill_lib_s']:.1f} s", f"**{sweep['speedup']:.1f}x**"):
+        assert quoted in text, quoted
+    quick = json.loads((ROOT / "docs" / "quick-profile-time.json").read_text())
+    assert abs(quick["cold_total_s"] - sum(quick["cold_s"].values())) < 0.5  # the totals are the notebooks' sum
+    for quoted in (f"**{quick['cold_total_s']:.0f} s** with an", f"**{quick['warm_total_s']:.0f} s** on the next run"):
+        assert quoted in text, quoted
+    for name in quick["cold_s"]:
+        assert f"{quick['cold_s'][name]:.0f} s | {quick['warm_s'][name]:.0f} s |" in text, name

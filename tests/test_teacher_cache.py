@@ -164,3 +164,30 @@ def test_a_sound_disk_entry_is_used(tiny_dataset, teacher):
     cache.clear_cache()
     assert torch.equal(cache.teacher_logits(teacher, tiny_dataset), expected)
     assert cache.cache_info()["disk_hits"] == 1 and cache.cache_info()["misses"] == 0
+
+
+# ---------------------------------------------------------------- subsets served from their parent
+def test_a_subset_is_served_from_its_parents_outputs_without_a_teacher_pass(tiny_dataset, teacher):
+    cache.teacher_logits(teacher, tiny_dataset)
+    rows = torch.tensor([59, 3, 3, 17, 0])  # another order, a repeat
+    part = tiny_dataset.subset(rows).subset([4, 1, 2])  # a subset of a subset: rows 0, 3, 3
+    assert torch.allclose(cache.teacher_logits(teacher, part), fresh(teacher, part), rtol=0, atol=1e-6)
+    assert cache.cache_info()["misses"] == 1
+
+
+def test_a_relabelled_copy_shares_the_entry(tiny_dataset, teacher):
+    cache.teacher_logits(teacher, tiny_dataset)
+    unlabelled = dl.Dataset("tiny", "train", tiny_dataset.images, torch.full((60,), -1), tiny_dataset.classes)
+    assert torch.equal(cache.teacher_logits(teacher, unlabelled), fresh(teacher, tiny_dataset))
+    assert cache.cache_info()["misses"] == 1
+
+
+@pytest.mark.parametrize("edited", ["subset", "parent"])
+def test_an_image_edited_after_the_cut_is_not_served_from_the_parent(tiny_dataset, teacher, edited):
+    part = tiny_dataset.subset(range(10, 20))
+    cache.teacher_logits(teacher, tiny_dataset)
+    (part if edited == "subset" else tiny_dataset).images[12 if edited == "parent" else 2] = 0.5
+    if edited == "parent":
+        cache.teacher_logits(teacher, tiny_dataset)  # the edited parent is cached under its new key
+    assert torch.equal(cache.teacher_logits(teacher, part), fresh(teacher, part))
+    assert cache.cache_info()["misses"] == (3 if edited == "parent" else 2)

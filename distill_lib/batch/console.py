@@ -9,6 +9,7 @@ as they would have been.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -24,9 +25,16 @@ def say(*parts, err: bool = False, end: str = "\n") -> None:
     name = "stderr" if err else "stdout"
     if name in _silenced:
         return
-    stream = getattr(sys, name)
+    with _silenced_when_reader_gone(name):
+        print(*parts, end=end, file=getattr(sys, name), flush=True)
+
+
+@contextlib.contextmanager
+def _silenced_when_reader_gone(name: str):
+    """Run a write to ``sys.<name>``; if its reader has gone (a closed pipe), silence the stream
+    instead of failing: the work goes on, only its printing stops."""
     try:
-        print(*parts, end=end, file=stream, flush=True)
+        yield
     except (BrokenPipeError, ConnectionResetError):
         silence(name)
     except OSError as error:
@@ -57,14 +65,8 @@ def silence(name: str) -> None:
 def flush_quietly() -> None:
     """Flush stdout and stderr at the end of a command; a reader that has gone is not an error."""
     for name in ("stdout", "stderr"):
-        stream = getattr(sys, name)
         try:
-            stream.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            silence(name)
-        except OSError as error:
-            if error.errno not in (errno.EPIPE, errno.EINVAL):
-                raise
-            silence(name)
+            with _silenced_when_reader_gone(name):
+                getattr(sys, name).flush()
         except (ValueError, AttributeError):  # closed or replaced stream
             pass

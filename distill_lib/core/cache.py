@@ -8,8 +8,13 @@ of any stages a feature method asks for (hints, attention maps). The key covers
 - the teacher's module structure (its class and ``repr``: layers, activations, their settings),
   because a state dict holds no activation function: two teachers with the same weights but a
   ReLU and a Tanh are different teachers,
-- the dataset (sha256 of its images and labels, recomputed on every call for the same reason),
+- the dataset's images (sha256, recomputed on every call for the same reason; not its labels,
+  which the teacher never sees, so relabelled or partly unlabelled copies share one entry),
 - the preprocessing (none outside the model: models centre their own inputs).
+
+A dataset cut from another by ``Dataset.subset`` (a labelled subset, a transfer set in another
+order) is served from its parent's outputs when the parent's are in memory, after checking that
+its images are exactly the parent's rows: one teacher pass then serves every split of the data.
 
 Logits are also kept **on disk** (``<cache_dir>/teacher-outputs/``), so a notebook started in a
 new process does not pay the teacher pass again. A file is trusted only when its recorded key
@@ -83,12 +88,10 @@ def module_sha256(module) -> str:
 
 
 def dataset_sha256(dataset) -> str:
-    """sha256 of a dataset's images and labels (bytes, dtypes and shapes)."""
-    digest = hashlib.sha256()
-    for tensor in (dataset.images, dataset.labels):
-        tensor = tensor.detach().contiguous().cpu()
-        digest.update(f"{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    """sha256 of a dataset's images (bytes, dtype and shape): all a teacher's outputs depend on."""
+    images = dataset.images.detach().contiguous().cpu()
+    digest = hashlib.sha256(f"{images.dtype}|{tuple(images.shape)}|".encode())
+    digest.update(images.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -106,6 +109,10 @@ def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: in
         checks.one_of("teacher stage", stage, known)
     key = cache_key(teacher, dataset)
     entry = _from_memory(key, stages)
+    if entry is None:
+        derived = _from_parent(teacher, dataset, stages)
+        if derived is not None:
+            return derived
     if entry is None and not stages and persist:
         entry = _from_disk(key, teacher, dataset)
     if entry is None:
@@ -157,6 +164,24 @@ def _remember(key, entry: TeacherOutputs) -> None:
     _entries.move_to_end(key)
     while len(_entries) > MAX_ENTRIES:
         _entries.popitem(last=False)
+
+
+def _from_parent(teacher, dataset, stages):
+    """The outputs of ``dataset`` cut from an ancestor's cached ones (see ``Dataset.subset``), or
+    None. Trusted only when the ancestor's rows are exactly ``dataset``'s images now: an in-place
+    edit of either since the cut makes this a different dataset."""
+    rows, ancestor = None, dataset
+    while getattr(ancestor, "origin", None) is not None:
+        ancestor, index = ancestor.origin
+        rows = index if rows is None else index[rows]
+        entry = _entries.get(cache_key(teacher, ancestor))
+        if entry is None or not all(s in entry.features for s in stages):
+            continue
+        if not torch.equal(ancestor.images[rows], dataset.images):
+            return None
+        _stats["hits"] += 1
+        return TeacherOutputs(entry.logits[rows].clone(), {s: entry.features[s][rows].clone() for s in stages})
+    return None
 
 
 # --------------------------------------------------------------------------- disk

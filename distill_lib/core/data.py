@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,9 @@ class Dataset:
     labels: torch.Tensor
     classes: list
     source: str = ""  # where the data was read from, for the environment report
+    # (dataset, rows) this one was cut from by ``subset``: lets the teacher-output cache serve a
+    # subset from its parent's outputs (verified image by image) instead of running the teacher again
+    origin: tuple | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.images.ndim != 4:
@@ -75,7 +78,7 @@ class Dataset:
         """A new Dataset holding the given rows (a tensor or list of indices)."""
         index = torch.as_tensor(indices, dtype=torch.long)
         return Dataset(name or self.name, self.split, self.images[index], self.labels[index],
-                       list(self.classes), self.source)
+                       list(self.classes), self.source, origin=(self, index))
 
 
 def load_dataset(name: str = "fashion-mnist", *, split: str = "train", root=None,

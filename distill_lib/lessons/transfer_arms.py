@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..core import checks
+from ..core.cache import teacher_logits as cached_teacher_logits
 from ..core.device import resolve_device
 from ..core.evaluate import evaluate, metrics_from_logits, predict_logits
 from ..core.progress import Progress
@@ -271,7 +272,10 @@ def run_with_teacher(task: TransferTask, teacher, budgets, seeds, *, build_stude
     for per_class in budgets:
         checks.positive_int("budget", per_class)
     device = resolve_device(device)
-    teacher_logits = predict_logits(teacher, task.target_test.images, device=device)
+    # one teacher pass over all training images: every labelled subset and transfer set below is
+    # cut from them, so the cache serves each from these rows instead of running the teacher again
+    cached_teacher_logits(teacher, task.target_train, device=device)
+    teacher_logits = cached_teacher_logits(teacher, task.target_test, device=device)
     teacher_record = metrics_from_logits(teacher_logits, task.target_test.labels)
     records = []
     with Progress(len(seeds) * len(budgets) * len(TRANSFER_SET_ARMS), "transfer set runs", progress) as bar:
