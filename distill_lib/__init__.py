@@ -40,7 +40,7 @@ _EXPORTS = {
     "Dataset": "core.data", "load_dataset": "core.data",
     "resolve_device": "core.device",
     "evaluate": "core.evaluate", "expected_calibration_error": "core.evaluate",
-    "metrics_from_logits": "core.evaluate", "predict_logits": "core.evaluate",
+    "metrics_from_logits": "core.evaluate", "predict_logits": "core.evaluate", "predict_outputs": "core.evaluate",
     "MODEL_PRESETS": "core.models", "build_model": "core.models", "count_macs": "core.models",
     "count_params": "core.models", "feature_shapes": "core.models",
     "set_progress": "core.progress",

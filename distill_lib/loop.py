@@ -226,8 +226,12 @@ class _EpochMeans:
 def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10, batch_size: int = 128,
           lr: float = 1e-3, weight_decay: float = 5e-4, optimizer: str = "adam", schedule: str = "onecycle",
           device="auto", seed: int = 0, augment=None, cache_logits="auto", eval_set=None,
-          progress: str | None = None, desc: str = "train") -> History:
+          eval_every_epoch: bool = True, progress: str | None = None, desc: str = "train") -> History:
     """Train ``student`` on ``train_set`` with ``method`` (a ``distill_lib.methods`` object).
+
+    ``eval_set`` is scored after every epoch (``History.eval_metrics``, the learning curves), or
+    with ``eval_every_epoch=False`` once, after the last epoch (``History.final`` only): for
+    models whose evaluation costs as much as an epoch of training.
 
     ``teacher`` is required by methods that learn from one; given to one that does not (plain
     cross-entropy), it is only used to report the student's agreement with it.
@@ -240,6 +244,8 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
     """
     check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
     _check_inputs(student, train_set, method, teacher, eval_set, cache_logits, augment)
+    if not isinstance(eval_every_epoch, bool):
+        raise ValueError(f"eval_every_epoch must be True or False; got {eval_every_epoch!r}")
     device = resolve_device(device)
     use_teacher = method.needs_teacher  # a teacher given to a method that needs none only scores agreement
     if teacher is not None:
@@ -248,10 +254,10 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
     torch.manual_seed(seed)  # dropout and anything else drawing from the global RNG
     student = prepare_model(student, device)
     student_stages, teacher_stages = method.student_stages(), method.teacher_stages()
-    method.to(device)
     method.prepare(student_shapes=feature_shapes(student, train_set.input_shape) if student_stages else {},
                    teacher_shapes=feature_shapes(teacher, train_set.input_shape) if teacher_stages else {},
                    num_classes=num_classes, seed=seed)
+    method.to(device)  # after prepare: the modules it builds there (a hint's regressor) must move too
     use_cache = use_teacher and (cache_logits is True or (cache_logits == "auto" and augment is None))
     source = TeacherSource(
         cached=cache.teacher_outputs(teacher, train_set, teacher_stages, device=device).to(device) if use_cache else None,
@@ -284,13 +290,15 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
                 bar.update(1)
             means.record(history, method.epoch_stats())
             history.epoch_seconds.append(time.perf_counter() - started)
-            history.eval_metrics.append(evaluate_now() if evaluate_now else {})
-            bar.update(0, epoch=epoch, loss=history.train_loss[-1], **_progress_fields(history.eval_metrics[-1]))
+            scored = evaluate_now is not None and (eval_every_epoch or epoch == epochs)
+            metrics = evaluate_now() if scored else {}
+            history.eval_metrics.append(metrics if eval_every_epoch else {})  # a curve, or nothing
+            bar.update(0, epoch=epoch, loss=history.train_loss[-1], **_progress_fields(metrics))
             try:
                 method.end_epoch(epoch, history)
             except StopTraining as stop:
                 raise TrainingDiverged(f"{desc}: {stop}", history) from None
-    history.final = dict(history.eval_metrics[-1]) if history.eval_metrics else {}
+    history.final = dict(metrics)
     return history
 
 

@@ -134,3 +134,20 @@ def test_ece_against_a_hand_computed_case():
     labels = torch.tensor([0, 1, 0])
     expected = (2 / 3) * abs(0.5 - 0.9) + (1 / 3) * abs(1.0 - 0.6)
     assert dl.expected_calibration_error(logits, labels) == pytest.approx(expected, abs=1e-6)
+
+
+def test_scoring_once_after_the_last_epoch_gives_the_same_final_metrics(tiny_dataset, teacher):
+    method = dl.methods.KD(temperature=4.0, alpha=0.9)
+    every = dl.train(dl.build_model("mlp-small", seed=3), tiny_dataset, method, teacher=teacher,
+                     eval_set=tiny_dataset, **FAST)
+    student = dl.build_model("mlp-small", seed=3)
+    once = dl.train(student, tiny_dataset, method, teacher=teacher, eval_set=tiny_dataset,
+                    eval_every_epoch=False, **FAST)
+    assert once.train_loss == every.train_loss  # scoring draws nothing from training
+    expected = dl.evaluate(student, tiny_dataset, teacher=teacher, device="cpu")
+    assert once.final["accuracy"] == expected["accuracy"] == every.final["accuracy"]
+    assert once.eval_metrics == [{}, {}]
+    with pytest.raises(KeyError, match="no series 'accuracy'"):
+        once.curve("accuracy")
+    with pytest.raises(ValueError, match="eval_every_epoch must be True or False; got 'no'"):
+        dl.train(student, tiny_dataset, method, teacher=teacher, eval_every_epoch="no", **FAST)
