@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import checks
+from ..core.cache import teacher_logits as cached_logits
 from ..core.data import Dataset, stratified_indices
 from ..core.evaluate import predict_logits
 from ..core.models import build_model
@@ -129,31 +130,32 @@ def teacher_in_train_mode(teacher, dataset, test_set, *, batch_size: int = 256) 
     ``teacher.eval()`` does: its outputs carry dropout noise and batch statistics, and every batch
     overwrites its batch-norm running statistics. Returns the teacher's test accuracy before and
     after, and how often its train-mode answer differs from its eval-mode one."""
+    device = _device_of(teacher)
     drifted = copy.deepcopy(teacher).train()
-    before = predict_logits(teacher, test_set.images)
-    disagree, seen = 0, 0
+    # the eval-mode answers come from the teacher-output cache: the students' training filled it
+    before = cached_logits(teacher, test_set, device=device)
+    eval_mode = cached_logits(teacher, dataset, device=device)
+    disagree = 0
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
-            images = dataset.images[start:start + batch_size]
-            train_mode = drifted(images)
-            eval_mode = teacher.eval()(images)
-            disagree += int((train_mode.argmax(1) != eval_mode.argmax(1)).sum())
-            seen += len(images)
-    after = predict_logits(drifted, test_set.images)
+            train_mode = drifted(dataset.images[start:start + batch_size].to(device)).cpu()
+            disagree += int((train_mode.argmax(1) != eval_mode[start:start + batch_size].argmax(1)).sum())
+    after = predict_logits(drifted, test_set.images, device=device)
     return {"accuracy_before": _accuracy(before, test_set.labels), "accuracy_after": _accuracy(after, test_set.labels),
-            "train_mode_disagreement": disagree / seen}
+            "train_mode_disagreement": disagree / len(dataset)}
 
 
 def augmentation_mismatch(teacher, dataset, augment, *, seed: int = 0, batch_size: int = 512) -> dict:
     """How far cached (un-augmented) teacher outputs are from what the teacher says about the
     augmented views the student is actually shown: argmax disagreement and mean KL at T = 1."""
     generator = torch.Generator().manual_seed(seed)
-    cached = predict_logits(teacher, dataset.images)
+    device = _device_of(teacher)
+    cached = cached_logits(teacher, dataset, device=device)
     disagree, kl, seen = 0, 0.0, 0
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
             views = augment(dataset.images[start:start + batch_size], generator)
-            online = teacher.eval()(views)
+            online = teacher.eval()(views.to(device)).cpu()
             stale = cached[start:start + batch_size]
             disagree += int((online.argmax(1) != stale.argmax(1)).sum())
             kl += float(F.kl_div(F.log_softmax(stale, 1), F.log_softmax(online, 1), reduction="sum", log_target=True))
@@ -174,7 +176,7 @@ def unused_teacher_seconds(teacher, student, dataset, *, batch_size: int = 256, 
                 images, labels = dataset.images[start:start + batch_size], dataset.labels[start:start + batch_size]
                 if with_teacher:
                     with torch.no_grad():
-                        teacher(images)  # computed ... and never used
+                        teacher(images.to(_device_of(teacher)))  # computed ... and never used
                 loss = F.cross_entropy(model(images), labels, ignore_index=-1)  # -1: unlabelled
                 optimizer.zero_grad()
                 loss.backward()
@@ -199,6 +201,10 @@ def generator_gradients(student, discriminator, images, labels, *, temperature: 
     correct, wrong = gradient(1.0), gradient(0.0)
     student.zero_grad(set_to_none=True)
     return {"correct": correct, "wrong_sign": wrong, "cosine": float(F.cosine_similarity(correct, wrong, dim=0))}
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
 
 
 def _accuracy(logits, labels) -> float:
