@@ -78,7 +78,11 @@ def refuse_with_augmentation(augment, parameter: str = "cache_logits") -> None:
 
 
 def cache_key(teacher, dataset) -> tuple:
-    return (state_dict_sha256(teacher), module_sha256(teacher), dataset_sha256(dataset), PREPROCESSING)
+    return _key((state_dict_sha256(teacher), module_sha256(teacher)), dataset)
+
+
+def _key(teacher_part: tuple, dataset) -> tuple:
+    return (*teacher_part, dataset_sha256(dataset), PREPROCESSING)
 
 
 def module_sha256(module) -> str:
@@ -110,7 +114,7 @@ def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: in
     key = cache_key(teacher, dataset)
     entry = _from_memory(key, stages)
     if entry is None:
-        derived = _from_parent(teacher, dataset, stages)
+        derived = _from_parent(key, dataset, stages)
         if derived is not None:
             return derived
     if entry is None and not stages and persist:
@@ -166,15 +170,16 @@ def _remember(key, entry: TeacherOutputs) -> None:
         _entries.popitem(last=False)
 
 
-def _from_parent(teacher, dataset, stages):
-    """The outputs of ``dataset`` cut from an ancestor's cached ones (see ``Dataset.subset``), or
-    None. Trusted only when the ancestor's rows are exactly ``dataset``'s images now: an in-place
-    edit of either since the cut makes this a different dataset."""
+def _from_parent(key, dataset, stages):
+    """The outputs of ``dataset`` (whose cache key is ``key``) cut from an ancestor's cached ones
+    (see ``Dataset.subset``), or None. Trusted only when the ancestor's rows are exactly
+    ``dataset``'s images now: an in-place edit of either since the cut makes this a different dataset."""
+    teacher_part = key[:2]  # the teacher's weights and structure, hashed once by the caller
     rows, ancestor = None, dataset
     while getattr(ancestor, "origin", None) is not None:
         ancestor, index = ancestor.origin
         rows = index if rows is None else index[rows]
-        entry = _entries.get(cache_key(teacher, ancestor))
+        entry = _entries.get(_key(teacher_part, ancestor))
         if entry is None or not all(s in entry.features for s in stages):
             continue
         if not torch.equal(ancestor.images[rows], dataset.images):

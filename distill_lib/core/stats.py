@@ -111,7 +111,7 @@ def paired(a, b, seeds=None) -> Comparison:
         raise ValueError(f"seeds must name one seed per pair; got {len(seeds)} seeds for {len(a)} pairs")
     differences = [x - y for x, y in zip(a, b)]
     mean, std = mean_std(differences)
-    interval = mean_interval(differences)
+    interval = interval_from(mean, std, len(differences))
     return Comparison(differences, mean, std, interval, verdict(interval), list(seeds or []))
 
 

@@ -179,7 +179,6 @@ class Adversarial(Method):
     """
 
     name = "adversarial"
-    STATS = ("disc_loss", "disc_acc_teacher", "disc_acc_student", "generator_loss", "adv_weight")
 
     def __init__(self, discriminator: Discriminator, *, weight: float = 0.05, temperature: float = 4.0,
                  warmup_epochs: int = 2, d_lr: float = 1e-4, real_target: float = 0.9,
