@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from typing import Callable
 
 from .core import checks
+from .core.data import FASHION_MNIST_CLASSES
 from .core.models import MODEL_PRESETS
 
 PROFILE_NAMES = ("quick", "full")
@@ -79,12 +80,8 @@ def optional(check):
     return check_optional
 
 
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot")
-
-
 def fashion_class(name, value):
-    checks.one_of(name, value, FASHION_CLASSES)
+    checks.one_of(name, value, FASHION_MNIST_CLASSES)
 
 
 def boolean(name, value):
@@ -116,13 +113,18 @@ def class_ids(name, value):
                          f"got {value!r}")
 
 
-def transfer_architectures(cfg):
-    allowed = TRANSFER_RESNETS if cfg.source == "imagenet-resnet18" else tuple(MODEL_PRESETS)
-    for role in ("student", "teacher"):
-        if getattr(cfg, role) not in allowed:
-            return (f"{role}={getattr(cfg, role)!r} cannot be used with source={cfg.source!r}; "
-                    f"allowed: {', '.join(allowed)}")
+def architecture_problem(source: str, student: str, teacher: str) -> str | None:
+    """What is wrong with notebook 03's architectures, or None: presets for the Fashion/MNIST
+    sources, torchvision ResNets for the ImageNet source."""
+    allowed = TRANSFER_RESNETS if source == "imagenet-resnet18" else tuple(MODEL_PRESETS)
+    for role, name in (("student", student), ("teacher", teacher)):
+        if name not in allowed:
+            return f"{role}={name!r} cannot be used with source={source!r}; allowed: {', '.join(allowed)}"
     return None
+
+
+def transfer_architectures(cfg):
+    return architecture_problem(cfg.source, cfg.student, cfg.teacher)
 
 
 # ------------------------------------------------------------------ the tables

@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+from ..core import stats
 from ..core.results import read_metrics, write_text_atomic
 from ..core.stats import headline_line, parse_headline_line
 
@@ -22,13 +23,13 @@ README_START, README_END = "<!-- headlines:start -->", "<!-- headlines:end -->"
 def where_measured(record: dict) -> str:
     """``quick profile, 2 torch threads, 2-core CPU (x86_64), no GPU`` from a metrics.json record."""
     params = record.get("params", {})
-    return f"{params.get('profile')} profile, {params.get('threads')} torch threads, {params.get('machine', record.get('device'))}"
+    return stats.measured_on(params.get("profile"), params.get("threads"), params.get("machine", record.get("device")))
 
 
 def time_paragraph(stem: str, wall_s: float, record: dict) -> str:
     params = record.get("params", {})
     return (f"**Time:** {wall_s:.0f} s of runner wall time (`python -m distill_lib run {stem[:2]}`, "
-            f"{params.get('profile')} profile, {params.get('threads')} torch threads, {params.get('machine')}). "
+            f"{stats.measured_on(params.get('profile'), params.get('threads'), params.get('machine'))}). "
             f"The full profile is sized for a GPU.")
 
 

@@ -131,6 +131,11 @@ HEADLINE_LINE = re.compile(
     r"(?P<low>[+-]\d+\.\d+) to (?P<high>[+-]\d+\.\d+)\)\*\*, (?P<n>\d+) seeds: (?P<verdict>gain|loss|no difference)\.")
 
 
+def measured_on(profile, threads, machine) -> str:
+    """Where a number was measured, as every quote says it: ``quick profile, 2 torch threads, <machine>``."""
+    return f"{profile} profile, {threads} torch threads, {machine}"
+
+
 def headline_line(headline: dict, where: str) -> str:
     """``**Headline** (where): claim: **+1.67 points (95% CI +1.48 to +1.86)**, 3 seeds: gain.``"""
     low, high = headline["effect_ci95"]

@@ -16,7 +16,7 @@ import torch
 
 from ..core import checks
 from ..core.data import Dataset
-from ..core.evaluate import predict_logits
+from ..core.evaluate import per_class_accuracy, predict_logits
 from ..core.models import build_model
 from ..loop import distill, fit
 
@@ -81,11 +81,7 @@ def run(teacher, train_set: Dataset, test_set: Dataset, class_index: int, *, stu
                            f"{name}_recall": recall(logits, test_set.labels, class_index, bias), f"{name}_bias": bias,
                            f"{name}_auc": auc(logits[:, class_index], test_set.labels == class_index),
                            f"{name}_accuracy": float((shifted.argmax(1) == test_set.labels).float().mean()),
-                           f"{name}_per_class": _per_class(shifted, test_set.labels, test_set.num_classes)})
+                           f"{name}_per_class": per_class_accuracy(shifted.argmax(1), test_set.labels,
+                                                                   test_set.num_classes).tolist()})
         records.append(record)
     return records
-
-
-def _per_class(logits, labels, num_classes) -> list:
-    predicted = logits.argmax(1)
-    return [float((predicted[labels == c] == c).float().mean()) for c in range(num_classes)]

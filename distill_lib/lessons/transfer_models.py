@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..core import checks
-from ..profiles import TRANSFER_RESNETS
+from ..profiles import TRANSFER_RESNETS, architecture_problem
 from ..core.models import MODEL_PRESETS, StagedNet, build_model, denormalise_inputs
 from .transfer_arms import pretrain_source
 
@@ -62,12 +62,11 @@ def torchvision_resnet(name: str = "resnet18", num_classes: int = 1000, *, weigh
 
 
 def check_architectures(source: str, student: str, teacher: str) -> None:
-    """Presets for the fashion/MNIST sources, torchvision ResNets for the ImageNet source."""
-    allowed = RESNETS if source == "imagenet-resnet18" else tuple(MODEL_PRESETS)
-    for role, name in (("student", student), ("teacher", teacher)):
-        if name not in allowed:
-            raise ValueError(f"{role}={name!r} cannot be used with source={source!r}; allowed: "
-                             f"{', '.join(allowed)}")
+    """Presets for the fashion/MNIST sources, torchvision ResNets for the ImageNet source (the
+    rule the runner also checks before a kernel starts: ``profiles.architecture_problem``)."""
+    problem = architecture_problem(source, student, teacher)
+    if problem:
+        raise ValueError(problem)
 
 
 def builder(source: str, name: str, in_shape):

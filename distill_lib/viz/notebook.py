@@ -117,7 +117,7 @@ def headline(claim: str, metric: str, comparison: stats.Comparison) -> dict:
 
 def headline_text(headline: dict, cfg) -> str:
     """The headline as the notebook's first cell and the README quote it (``stats.headline_line``)."""
-    where = f"{cfg.profile} profile, {cfg.threads} torch threads, {cfg.machine}"
+    where = stats.measured_on(cfg.profile, cfg.threads, cfg.machine)
     try:
         return stats.headline_line(headline, where)
     except ValueError:  # one seed: no interval, nothing to quote
