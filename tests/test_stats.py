@@ -69,3 +69,9 @@ def test_headline_carries_what_metrics_json_needs():
 def test_bad_inputs_are_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_accuracies_over_seeds_print_as_mean_and_sample_std_in_percent():
+    from distill_lib.viz.notebook import percent_mean_std
+    # mean 0.85; sample std of (0.8, 0.9) = sqrt(0.005 + 0.005) = 0.0707...
+    assert percent_mean_std([0.8, 0.9]) == "85.00 ± 7.07%"

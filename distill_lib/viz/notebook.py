@@ -125,6 +125,12 @@ def headline_text(headline: dict, cfg) -> str:
                 f"(no interval, so no verdict).")
 
 
+def percent_mean_std(values) -> str:
+    """Accuracies over seeds as ``84.75 ± 0.21%`` (mean ± sample std, in percent)."""
+    mean, std = stats.mean_std(values)
+    return f"{100 * mean:.2f} ± {100 * std:.2f}%"
+
+
 def points(difference: float) -> str:
     """A difference of accuracies as points: ``+0.85 points``."""
     return f"{100 * difference:+.2f} points"
