@@ -106,11 +106,13 @@ def budgets_text(name, value):
 
 
 def class_ids(name, value):
-    """Notebook 03's source classes: comma-separated class ids 0-9, at least one, not all ten."""
+    """Notebook 03's source classes: distinct class ids 0-9, at least one, and at least two classes
+    left for the target task (what ``lessons.transfer.parse_classes`` demands once the notebook runs)."""
     parts = str(value).replace(" ", "").split(",") if isinstance(value, str) else None
-    if not parts or not all(p.isdigit() and int(p) < 10 for p in parts) or not 0 < len(set(parts)) < 10:
-        raise ValueError(f"{name} must be comma-separated Fashion-MNIST class ids from 0 to 9 (some, not all); "
-                         f"got {value!r}")
+    ids = [int(p) for p in parts if p.isdigit()] if parts else []
+    if not ids or len(ids) != len(parts) or max(ids) > 9 or len(set(ids)) != len(ids) or len(ids) > 8:
+        raise ValueError(f"{name} must be distinct comma-separated Fashion-MNIST class ids from 0 to 9, "
+                         f"leaving at least two classes for the target task; got {value!r}")
 
 
 def architecture_problem(source: str, student: str, teacher: str) -> str | None:

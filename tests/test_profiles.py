@@ -25,6 +25,9 @@ def test_none_means_the_profiles_value_and_given_values_win():
     ("00_quickstart", {"batch_size": 64}, "batch_size is fixed by the profile"),
     ("03_transfer_vs_distillation", {"budgets": "1,x"}, "budgets must be comma-separated positive integers"),
     ("03_transfer_vs_distillation", {"source_classes": "0,1,2,3,4,5,6,7,8,9"}, "source_classes must be"),
+    # what the notebook's own parser refuses, refused before a kernel starts
+    ("03_transfer_vs_distillation", {"source_classes": "0,0"}, "source_classes must be distinct"),
+    ("03_transfer_vs_distillation", {"source_classes": "0,1,2,3,4,5,6,7,8"}, "leaving at least two classes"),
     ("03_transfer_vs_distillation", {"source": "imagenet-resnet18"}, "student='mlp-tiny' cannot be used with source"),
     ("04_adversarial_distillation", {"warmup_epochs": 12}, "warmup_epochs must be < epochs (12)"),
     ("05_knowledge_matching_lightweighting", {"sparsity": 2.0}, "sparsity must be a number in [0, 1]"),
@@ -53,3 +56,16 @@ def test_a_relative_run_dir_lies_under_the_repository_whatever_the_working_direc
     assert Path(cfg.run_dir) == profiles.REPO_ROOT / "runs" / "manual" / "x"
     assert profiles.configure("01_teacher_training", {"run_dir": str(tmp_path / "abs")}).run_dir == str(tmp_path / "abs")
     assert (profiles.REPO_ROOT / ".gitignore").read_text().count("/runs/") == 1  # and git ignores it
+
+
+@pytest.mark.parametrize("text", ["0,2,5,7,8", "3", "0,0", "0,1,2,3,4,5,6,7", "0,1,2,3,4,5,6,7,8", "10", "0,x", ""])
+def test_the_early_source_classes_check_agrees_with_the_notebooks_parser(text):
+    from distill_lib.lessons.transfer import parse_classes
+
+    def refused(check):
+        try:
+            check()
+        except ValueError:
+            return True
+        return False
+    assert refused(lambda: profiles.class_ids("source_classes", text)) == refused(lambda: parse_classes(text, 10))
