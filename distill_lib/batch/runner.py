@@ -433,12 +433,20 @@ def run_notebooks(notebooks=None, *, profile: str = "quick", out="runs", params:
     return results
 
 
-def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> list[RunSpec]:
-    """The run specs, with every parameter checked; raises ``ValueError`` before anything runs."""
+def check_options(profile, names, timeout, kernel) -> float:
+    """The options every plan (``plan_runs``, ``sweep.plan_sweep``) checks first, in this order:
+    the profile, that no parameter name is one the runner sets itself, the time limit, the kernel.
+    ``ValueError`` on the first refusal; returns the time limit in seconds."""
     check_profile(profile)
-    check_not_reserved(params)
+    check_not_reserved(names)
     timeout = check_timeout(timeout)
     check_kernel(kernel, DEFAULT_KERNEL)
+    return timeout
+
+
+def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> list[RunSpec]:
+    """The run specs, with every parameter checked; raises ``ValueError`` before anything runs."""
+    timeout = check_options(profile, params, timeout, kernel)
     declared_by = {path: notebook_parameters(path) for path in paths}
     orphans = [name for name in params if not any(name in d for d in declared_by.values())]
     if orphans:  # strict for one notebook; for several, a name must be known to one of them

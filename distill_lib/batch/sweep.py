@@ -28,9 +28,9 @@ from pathlib import Path
 from ..core.stats import mean_interval
 from ..core.results import METRICS_FILE, flatten_numbers, to_jsonable, write_atomic, write_text_atomic
 from .console import say
-from .guards import DirectoryLock, check_jobs, check_out_dir, check_timeout, connect_cluster
+from .guards import DirectoryLock, check_jobs, check_out_dir, connect_cluster
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
-                     check_kernel, check_not_reserved, check_parameters, check_profile, check_settings, execute_run,
+                     check_options, check_parameters, check_settings, execute_run,
                      injected_parameters, notebook_parameters, progress_word, resolve_notebooks)
 
 CSV_NAME = "results.csv"
@@ -118,10 +118,7 @@ def _sweep_owned(specs, swept, out: Path, *, title, jobs, force, client, metric)
 def plan_sweep(notebook: Path, grid: dict, *, seeds, params: dict, profile: str, out: Path,
                timeout: float, kernel: str, log_output: bool) -> tuple[list[RunSpec], list[str]]:
     """The run specs of the grid (all values checked) and the names of the swept parameters."""
-    check_profile(profile)
-    check_not_reserved([*grid, *params])
-    timeout = check_timeout(timeout)
-    check_kernel(kernel, DEFAULT_KERNEL)
+    timeout = check_options(profile, [*grid, *params], timeout, kernel)
     both = [name for name in grid if name in params]
     if both:
         raise ValueError(f"parameter {both[0]!r} is given both as swept values and as a fixed value; "
