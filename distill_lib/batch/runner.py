@@ -337,9 +337,9 @@ def _collect(spec, output: Path, returncode, stop_reason, wall_s: float) -> RunR
                        params=spec.params, status="ok", wall_s=round(wall_s, 2))
     if stop_reason or returncode != 0:
         result.status = "interrupted" if stop_reason == "interrupted" else "failed"
-        result.failed_cell, result.failed_source, cell_error = _failed_cell(output)
+        result.failed_cell, result.failed_source, cell_error, unreadable = _failed_cell(output)
         result.error = stop_reason or cell_error or _last_log_line(Path(spec.run_dir) / LOG_FILE)
-        if output.exists() and result.failed_cell is None and _unreadable(output):
+        if unreadable and output.exists():
             result.error += f" (the executed notebook {output.name} is cut off)"
     try:
         data = (Path(spec.run_dir) / METRICS_FILE).read_bytes()
@@ -369,24 +369,16 @@ def _save(result: RunResult) -> RunResult:
     return result
 
 
-def _unreadable(notebook: Path) -> bool:
+def _failed_cell(output: Path) -> tuple[int | None, str | None, str | None, bool]:
+    """(source-notebook cell index, its first line, "Error: message") of the cell that failed or
+    hung, and whether the executed notebook could not be read (missing, or cut off)."""
     import nbformat
 
     try:
-        nbformat.read(str(notebook), as_version=4)
-    except Exception:
-        return True
-    return False
-
-
-def _failed_cell(output: Path) -> tuple[int | None, str | None, str | None]:
-    """(source-notebook cell index, its first line, "Error: message") of the cell that failed or hung."""
-    import nbformat
-
-    try:
-        cells = nbformat.read(str(output), as_version=4).cells
-    except Exception:  # no output notebook: the run died before papermill wrote one
-        return None, None, None
+        notebook = nbformat.read(str(output), as_version=4)
+    except Exception:  # no output notebook (the run died before papermill wrote one), or a cut-off one
+        return None, None, None, True
+    cells = notebook.get("cells", [])  # (nbformat itself refuses a notebook without cells)
     index = -1
     for cell in cells:
         tags = cell.metadata.get("tags", [])
@@ -398,8 +390,8 @@ def _failed_cell(output: Path) -> tuple[int | None, str | None, str | None]:
         if errors or state.get("exception") or state.get("status") == "running":
             first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
             message = f"{errors[0].ename}: {errors[0].evalue}" if errors else None
-            return index, first_line.strip(), message
-    return None, None, None
+            return index, first_line.strip(), message, False
+    return None, None, None, False
 
 
 def _last_log_line(log_path: Path) -> str:
