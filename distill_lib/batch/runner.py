@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .console import say
-from .guards import (DirectoryBusy, DirectoryLock, check_kernel, check_out_dir, check_timeout,
-                     describe_holder, holder_of, kill_processes_with_token)
+from .guards import (DirectoryBusy, DirectoryLock, busy_error, check_kernel, check_out_dir, check_timeout,
+                     holder_of, kill_processes_with_token)
 from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters, check_settings,
                               check_profile, describe_parameters, injected_parameters,
                               notebook_parameters, resolve_notebooks)
@@ -465,8 +465,7 @@ def refuse_busy(specs: list[RunSpec]) -> None:
     for spec in specs:
         holder = holder_of(Path(spec.run_dir) / LOCK_FILE)
         if holder is not None:
-            raise DirectoryBusy(f"run directory {spec.run_dir} is in use by {describe_holder(holder)}; "
-                                "wait for it to finish, stop it, or choose another --out")
+            raise busy_error("run directory", spec.run_dir, holder)
 
 
 def progress_word(result: RunResult) -> str:
