@@ -24,7 +24,6 @@ with run.json "ok" and the sha256 of ``metrics.json`` it recorded (see ``sweep.f
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import math
 import os
@@ -44,7 +43,7 @@ from .guards import (DirectoryBusy, DirectoryLock, busy_error, check_kernel, che
 from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters, check_settings,
                               check_profile, describe_parameters, injected_parameters,
                               notebook_parameters, resolve_notebooks)
-from ..core.results import METRICS_FILE, flatten_numbers, write_json_atomic
+from ..core.results import METRICS_FILE, flatten_numbers, read_metrics_checksummed, write_json_atomic
 
 __all__ = ["PROFILES", "RunSpec", "RunResult", "check_parameters", "describe_parameters",
            "execute_run", "format_summary", "resolve_notebooks", "run_notebooks"]
@@ -342,10 +341,9 @@ def _collect(spec, output: Path, returncode, stop_reason, wall_s: float) -> RunR
         if unreadable and output.exists():
             result.error += f" (the executed notebook {output.name} is cut off)"
     try:
-        data = (Path(spec.run_dir) / METRICS_FILE).read_bytes()
-        record = json.loads(data.decode("utf-8"))
+        record, sha256 = read_metrics_checksummed(spec.run_dir)
         result.metrics = flatten_numbers(record.get("metrics", {}))
-        result.metrics_sha256 = hashlib.sha256(data).hexdigest()
+        result.metrics_sha256 = sha256
     except (OSError, ValueError, AttributeError, TypeError):
         pass
     return result

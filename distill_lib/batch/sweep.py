@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ..core.stats import mean_interval
-from ..core.results import METRICS_FILE, flatten_numbers, to_jsonable, write_atomic, write_text_atomic
+from ..core.results import flatten_numbers, read_metrics_checksummed, to_jsonable, write_atomic, write_text_atomic
 from .console import say
 from .guards import DirectoryLock, check_jobs, check_out_dir, connect_cluster
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
@@ -183,8 +183,7 @@ def finished_result(spec: RunSpec) -> RunResult | None:
     run_dir = Path(spec.run_dir)
     try:
         record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-        data = (run_dir / METRICS_FILE).read_bytes()
-        written = json.loads(data.decode("utf-8"))
+        written, written_sha256 = read_metrics_checksummed(run_dir)
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("status") != "ok":
@@ -192,7 +191,7 @@ def finished_result(spec: RunSpec) -> RunResult | None:
     if not isinstance(record.get("params"), dict) or \
             _identity(record["params"]) != _identity(to_jsonable(spec.params)):
         return None
-    if record.get("metrics_sha256") != hashlib.sha256(data).hexdigest():
+    if record.get("metrics_sha256") != written_sha256:
         return None
     if not (isinstance(written, dict) and isinstance(written.get("metrics"), dict)
             and isinstance(written.get("params"), dict)):
