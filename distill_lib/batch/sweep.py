@@ -30,7 +30,7 @@ from ..core.results import flatten_numbers, read_metrics_checksummed, to_jsonabl
 from .console import say
 from .guards import DirectoryLock, check_jobs, check_out_dir, connect_cluster
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
-                     check_options, check_parameters, check_settings, execute_run,
+                     _unrecorded, check_options, check_parameters, check_settings, execute_run,
                      injected_parameters, notebook_parameters, progress_word, resolve_notebooks)
 
 CSV_NAME = "results.csv"
@@ -354,8 +354,7 @@ def _task_result(future, spec: RunSpec) -> RunResult:
     try:
         return future.result()
     except Exception as error:  # the worker died or could not import distill_lib
-        return RunResult(name=spec.name, notebook=spec.notebook, run_dir=spec.run_dir,
-                         params=spec.params, status="failed", error=f"Dask task failed: {error!r}")
+        return _unrecorded(spec, f"Dask task failed: {error!r}")
 
 
 # ---------------------------------------------------------------- results.csv and figure
