@@ -369,7 +369,6 @@ class ResultTable:
     def __init__(self, specs: list[RunSpec], swept: list[str], path: Path):
         self.specs, self.swept, self.path = specs, swept, Path(path)
         self._by_name: dict[str, RunResult] = {}
-        self._done = 0
         self.first_error: OSError | None = None  # the first write that failed
         self.last_error: OSError | None = None  # None when the last write succeeded
 
@@ -377,8 +376,7 @@ class ResultTable:
         first_time = result.name not in self._by_name
         self._by_name[result.name] = result
         if first_time:
-            self._done += 1
-            say(f"[{self._done}/{len(self.specs)}] {_label(result.params, self.swept)} ... "
+            say(f"[{len(self._by_name)}/{len(self.specs)}] {_label(result.params, self.swept)} ... "
                 f"{progress_word(result)}")
         self.write()
 
