@@ -191,7 +191,7 @@ def _check_address(address: str, shown: str, timeout: float) -> str:
     from distributed.comm.addressing import parse_address, parse_host_port
     from distributed.comm.registry import backends
 
-    form = "give the scheduler's address as tcp://HOST:PORT (the scheduler's port, 8786 by default)"
+    form = f"give the scheduler's address as tcp://HOST:PORT (the scheduler's port, {DASK_DEFAULT_PORT} by default)"
     text = address.strip()
     try:
         scheme, location = parse_address(text, strict=False)
