@@ -191,7 +191,7 @@ def _check_address(address: str, shown: str, timeout: float) -> str:
     from distributed.comm.addressing import parse_address, parse_host_port
     from distributed.comm.registry import backends
 
-    form = "give the scheduler's address as tcp://HOST:PORT (the scheduler's port, 8786 by default)"
+    form = f"give the scheduler's address as tcp://HOST:PORT (the scheduler's port, {DASK_DEFAULT_PORT} by default)"
     text = address.strip()
     try:
         scheme, location = parse_address(text, strict=False)
@@ -249,6 +249,13 @@ class DirectoryBusy(ValueError):
     """The directory is held by another live runner (a refusal: nothing was started)."""
 
 
+def busy_error(what: str, directory, holder: dict) -> DirectoryBusy:
+    """The refusal for ``directory`` (``what``: "run directory", "sweep directory") held by the
+    live runner ``holder`` (its lock record)."""
+    return DirectoryBusy(f"{what} {directory} is in use by {describe_holder(holder)}; "
+                         "wait for it to finish, stop it, or choose another --out")
+
+
 class DirectoryLock:
     """An exclusive ``flock`` on ``path`` (a file in the guarded directory), held until
     :meth:`release`; the kernel drops it when the process dies. ``what`` names the directory in
@@ -267,8 +274,7 @@ class DirectoryLock:
         except BlockingIOError:
             holder = _read_record(fd)
             os.close(fd)
-            raise DirectoryBusy(f"{self.what} {self.path.parent} is in use by {describe_holder(holder)}; "
-                                "wait for it to finish, stop it, or choose another --out") from None
+            raise busy_error(self.what, self.path.parent, holder) from None
         except BaseException:
             os.close(fd)
             raise

@@ -24,7 +24,6 @@ with run.json "ok" and the sha256 of ``metrics.json`` it recorded (see ``sweep.f
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import math
 import os
@@ -39,12 +38,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .console import say
-from .guards import (DirectoryBusy, DirectoryLock, check_kernel, check_out_dir, check_timeout,
-                     describe_holder, holder_of, kill_processes_with_token)
+from .guards import (DirectoryBusy, DirectoryLock, busy_error, check_kernel, check_out_dir, check_timeout,
+                     holder_of, kill_processes_with_token)
 from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters, check_settings,
                               check_profile, describe_parameters, injected_parameters,
                               notebook_parameters, resolve_notebooks)
-from ..core.results import METRICS_FILE, flatten_numbers, write_json_atomic
+from ..core.results import METRICS_FILE, flatten_numbers, read_metrics_checksummed, write_json_atomic
 
 __all__ = ["PROFILES", "RunSpec", "RunResult", "check_parameters", "describe_parameters",
            "execute_run", "format_summary", "resolve_notebooks", "run_notebooks"]
@@ -337,15 +336,14 @@ def _collect(spec, output: Path, returncode, stop_reason, wall_s: float) -> RunR
                        params=spec.params, status="ok", wall_s=round(wall_s, 2))
     if stop_reason or returncode != 0:
         result.status = "interrupted" if stop_reason == "interrupted" else "failed"
-        result.failed_cell, result.failed_source, cell_error = _failed_cell(output)
+        result.failed_cell, result.failed_source, cell_error, unreadable = _failed_cell(output)
         result.error = stop_reason or cell_error or _last_log_line(Path(spec.run_dir) / LOG_FILE)
-        if output.exists() and result.failed_cell is None and _unreadable(output):
+        if unreadable and output.exists():
             result.error += f" (the executed notebook {output.name} is cut off)"
     try:
-        data = (Path(spec.run_dir) / METRICS_FILE).read_bytes()
-        record = json.loads(data.decode("utf-8"))
+        record, sha256 = read_metrics_checksummed(spec.run_dir)
         result.metrics = flatten_numbers(record.get("metrics", {}))
-        result.metrics_sha256 = hashlib.sha256(data).hexdigest()
+        result.metrics_sha256 = sha256
     except (OSError, ValueError, AttributeError, TypeError):
         pass
     return result
@@ -369,24 +367,16 @@ def _save(result: RunResult) -> RunResult:
     return result
 
 
-def _unreadable(notebook: Path) -> bool:
+def _failed_cell(output: Path) -> tuple[int | None, str | None, str | None, bool]:
+    """(source-notebook cell index, its first line, "Error: message") of the cell that failed or
+    hung, and whether the executed notebook could not be read (missing, or cut off)."""
     import nbformat
 
     try:
-        nbformat.read(str(notebook), as_version=4)
-    except Exception:
-        return True
-    return False
-
-
-def _failed_cell(output: Path) -> tuple[int | None, str | None, str | None]:
-    """(source-notebook cell index, its first line, "Error: message") of the cell that failed or hung."""
-    import nbformat
-
-    try:
-        cells = nbformat.read(str(output), as_version=4).cells
-    except Exception:  # no output notebook: the run died before papermill wrote one
-        return None, None, None
+        notebook = nbformat.read(str(output), as_version=4)
+    except Exception:  # no output notebook (the run died before papermill wrote one), or a cut-off one
+        return None, None, None, True
+    cells = notebook.get("cells", [])  # (nbformat itself refuses a notebook without cells)
     index = -1
     for cell in cells:
         tags = cell.metadata.get("tags", [])
@@ -398,8 +388,8 @@ def _failed_cell(output: Path) -> tuple[int | None, str | None, str | None]:
         if errors or state.get("exception") or state.get("status") == "running":
             first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
             message = f"{errors[0].ename}: {errors[0].evalue}" if errors else None
-            return index, first_line.strip(), message
-    return None, None, None
+            return index, first_line.strip(), message, False
+    return None, None, None, False
 
 
 def _last_log_line(log_path: Path) -> str:
@@ -433,12 +423,20 @@ def run_notebooks(notebooks=None, *, profile: str = "quick", out="runs", params:
     return results
 
 
-def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> list[RunSpec]:
-    """The run specs, with every parameter checked; raises ``ValueError`` before anything runs."""
+def check_options(profile, names, timeout, kernel) -> float:
+    """The options every plan (``plan_runs``, ``sweep.plan_sweep``) checks first, in this order:
+    the profile, that no parameter name is one the runner sets itself, the time limit, the kernel.
+    ``ValueError`` on the first refusal; returns the time limit in seconds."""
     check_profile(profile)
-    check_not_reserved(params)
+    check_not_reserved(names)
     timeout = check_timeout(timeout)
     check_kernel(kernel, DEFAULT_KERNEL)
+    return timeout
+
+
+def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> list[RunSpec]:
+    """The run specs, with every parameter checked; raises ``ValueError`` before anything runs."""
+    timeout = check_options(profile, params, timeout, kernel)
     declared_by = {path: notebook_parameters(path) for path in paths}
     orphans = [name for name in params if not any(name in d for d in declared_by.values())]
     if orphans:  # strict for one notebook; for several, a name must be known to one of them
@@ -465,8 +463,7 @@ def refuse_busy(specs: list[RunSpec]) -> None:
     for spec in specs:
         holder = holder_of(Path(spec.run_dir) / LOCK_FILE)
         if holder is not None:
-            raise DirectoryBusy(f"run directory {spec.run_dir} is in use by {describe_holder(holder)}; "
-                                "wait for it to finish, stop it, or choose another --out")
+            raise busy_error("run directory", spec.run_dir, holder)
 
 
 def progress_word(result: RunResult) -> str:

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ..core.stats import mean_interval
-from ..core.results import METRICS_FILE, flatten_numbers, to_jsonable, write_atomic, write_text_atomic
+from ..core.results import flatten_numbers, read_metrics_checksummed, to_jsonable, write_atomic, write_text_atomic
 from .console import say
-from .guards import DirectoryLock, check_jobs, check_out_dir, check_timeout, connect_cluster
+from .guards import DirectoryLock, check_jobs, check_out_dir, connect_cluster
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
-                     check_kernel, check_not_reserved, check_parameters, check_profile, check_settings, execute_run,
+                     _unrecorded, check_options, check_parameters, check_settings, execute_run,
                      injected_parameters, notebook_parameters, progress_word, resolve_notebooks)
 
 CSV_NAME = "results.csv"
@@ -118,10 +118,7 @@ def _sweep_owned(specs, swept, out: Path, *, title, jobs, force, client, metric)
 def plan_sweep(notebook: Path, grid: dict, *, seeds, params: dict, profile: str, out: Path,
                timeout: float, kernel: str, log_output: bool) -> tuple[list[RunSpec], list[str]]:
     """The run specs of the grid (all values checked) and the names of the swept parameters."""
-    check_profile(profile)
-    check_not_reserved([*grid, *params])
-    timeout = check_timeout(timeout)
-    check_kernel(kernel, DEFAULT_KERNEL)
+    timeout = check_options(profile, [*grid, *params], timeout, kernel)
     both = [name for name in grid if name in params]
     if both:
         raise ValueError(f"parameter {both[0]!r} is given both as swept values and as a fixed value; "
@@ -186,8 +183,7 @@ def finished_result(spec: RunSpec) -> RunResult | None:
     run_dir = Path(spec.run_dir)
     try:
         record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-        data = (run_dir / METRICS_FILE).read_bytes()
-        written = json.loads(data.decode("utf-8"))
+        written, written_sha256 = read_metrics_checksummed(run_dir)
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("status") != "ok":
@@ -195,7 +191,7 @@ def finished_result(spec: RunSpec) -> RunResult | None:
     if not isinstance(record.get("params"), dict) or \
             _identity(record["params"]) != _identity(to_jsonable(spec.params)):
         return None
-    if record.get("metrics_sha256") != hashlib.sha256(data).hexdigest():
+    if record.get("metrics_sha256") != written_sha256:
         return None
     if not (isinstance(written, dict) and isinstance(written.get("metrics"), dict)
             and isinstance(written.get("params"), dict)):
@@ -358,8 +354,7 @@ def _task_result(future, spec: RunSpec) -> RunResult:
     try:
         return future.result()
     except Exception as error:  # the worker died or could not import distill_lib
-        return RunResult(name=spec.name, notebook=spec.notebook, run_dir=spec.run_dir,
-                         params=spec.params, status="failed", error=f"Dask task failed: {error!r}")
+        return _unrecorded(spec, f"Dask task failed: {error!r}")
 
 
 # ---------------------------------------------------------------- results.csv and figure
@@ -374,7 +369,6 @@ class ResultTable:
     def __init__(self, specs: list[RunSpec], swept: list[str], path: Path):
         self.specs, self.swept, self.path = specs, swept, Path(path)
         self._by_name: dict[str, RunResult] = {}
-        self._done = 0
         self.first_error: OSError | None = None  # the first write that failed
         self.last_error: OSError | None = None  # None when the last write succeeded
 
@@ -382,8 +376,7 @@ class ResultTable:
         first_time = result.name not in self._by_name
         self._by_name[result.name] = result
         if first_time:
-            self._done += 1
-            say(f"[{self._done}/{len(self.specs)}] {_label(result.params, self.swept)} ... "
+            say(f"[{len(self._by_name)}/{len(self.specs)}] {_label(result.params, self.swept)} ... "
                 f"{progress_word(result)}")
         self.write()
 

@@ -8,6 +8,7 @@ Ctrl-C never leaves a half-written file that a later resume would trust.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -99,6 +100,14 @@ def write_metrics(run_dir, *, params: dict, metrics: dict, timings: dict | None 
 def read_metrics(run_dir) -> dict:
     """The record written by :func:`write_metrics` (``FileNotFoundError`` if there is none)."""
     return json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
+
+
+def read_metrics_checksummed(run_dir) -> tuple[object, str]:
+    """(the parsed ``metrics.json``, the sha256 of its bytes as read). The record is whatever JSON
+    the file holds: callers check its shape. ``OSError`` or ``ValueError`` if it cannot be read
+    or parsed."""
+    data = (Path(run_dir) / METRICS_FILE).read_bytes()
+    return json.loads(data.decode("utf-8")), hashlib.sha256(data).hexdigest()
 
 
 def flatten_numbers(tree: dict, prefix: str = "") -> dict:
