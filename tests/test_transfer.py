@@ -311,17 +311,17 @@ def test_summary_and_gain_match_statistics():
 
 def test_reading_reports_paired_effects_with_the_one_verdict_rule():
     # fine-tune at 10 labels: differences +6 and +4 points; interval 5 +- 12.706 * 1.414 / 1.414
-    # = 5 +- 12.7: the two-seed interval is wide, so "no difference" despite a mean of +5 points
+    # = 5 +- 12.7: the two-seed interval is wide, so "inconclusive" despite a mean of +5 points
     found = results.effect(fake_records(), "finetune", 10)
     assert found.differences == [pytest.approx(0.06), pytest.approx(0.04)]
     assert found.ci95 == (pytest.approx(0.05 - 12.7062047 * 0.01), pytest.approx(0.05 + 12.7062047 * 0.01))
-    assert found.verdict == "no difference"
+    assert found.verdict == "inconclusive"
     # KD with unlabelled images vs KD on labelled ones: +3 and +4 points, interval 3.5 +- 6.35
     versus = results.effect(fake_records(), "kd_unlabelled", 10, against="kd_labelled")
     assert versus.mean == pytest.approx(0.035)
     lines = results.reading(fake_records())
     assert "2 seeds" in lines[0]
-    assert "+5.00 points (95% CI -7.71 to +17.71, 2 seeds): no difference with 10 labels per class" in lines[1]
+    assert "+5.00 points (95% CI -7.71 to +17.71, 2 seeds, margin ±0.50): inconclusive with 10 labels per class" in lines[1]
     assert "95.0%" in lines[-1]
 
 

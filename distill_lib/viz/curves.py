@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 
 from ..core.evaluate import confusion_matrix, per_class_accuracy
 from ..core.stats import mean_interval
@@ -122,27 +122,36 @@ def plot_seed_comparison(results: dict, seeds, *, reference: tuple | None = None
     return fig
 
 
+# one colour per verdict, in every figure that draws one (core.stats.VERDICTS)
+VERDICT_COLOURS = {"gain": "C2", "loss": "C3", "negligible": "C0", "inconclusive": "0.45"}
+VERDICT_LEGEND = "green: gain, red: loss, blue: negligible, grey: inconclusive; shaded: ±margin"
+
+
+def shade_margin(ax, margin: float, *, vertical: bool) -> None:
+    """The band of effects too small to matter (±margin, in points), behind everything else."""
+    if margin:
+        (ax.axvspan if vertical else ax.axhspan)(-100 * margin, 100 * margin, color="C0", alpha=0.12, lw=0, zorder=0)
+
+
 def plot_effects(comparisons: dict, *, title: str = "", unit: str = "points"):
-    """Each comparison's mean difference (x 100) and 95% interval, against a zero line: the picture
-    of the verdict rule (an interval clear of zero is a gain or a loss)."""
+    """Each comparison's mean difference (x 100) and 95% interval against the zero line and the
+    shaded ±margin band: the picture of the verdict rule, coloured by verdict."""
     fig, ax = plt.subplots(figsize=(7, 0.55 * len(comparisons) + 1.6))
-    colours = {"gain": "C2", "loss": "C3", "no difference": "0.4"}
     for row, (label, c) in enumerate(reversed(list(comparisons.items()))):
         low, high = c.ci95
+        colour = VERDICT_COLOURS[c.verdict]
         if low == low:  # an interval exists (two or more seeds)
-            ax.plot([100 * low, 100 * high], [row, row], color=colours[c.verdict], lw=2)
-        ax.plot(100 * c.mean, row, "o", color=colours[c.verdict])
+            ax.plot([100 * low, 100 * high], [row, row], color=colour, lw=2)
+        ax.plot(100 * c.mean, row, "o", color=colour)
         ax.plot([100 * d for d in c.differences], [row] * c.n, "|", color="k", ms=8, alpha=0.6)
         ax.annotate(f"{100 * c.mean:+.2f} ({c.verdict})", (100 * c.mean, row + 0.22), fontsize=8, ha="center")
+    margins = {c.margin for c in comparisons.values()}
+    shade_margin(ax, max(margins), vertical=True)
     ax.axvline(0, color="k", lw=1)
-    extent = max(abs(100 * v) for c in comparisons.values() for v in (*c.differences, *c.ci95) if v == v)
-    if extent > 20:  # one huge effect would flatten the rest: linear within +-2 points, log beyond
-        ax.set_xscale("symlog", linthresh=2)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        unit += ", log beyond ±2"
     ax.set_yticks(range(len(comparisons)), list(reversed(list(comparisons))))
     ax.set_ylim(-0.6, len(comparisons) - 0.3)
-    ax.set(xlabel=f"difference ({unit}); line: 95% interval, ticks: seeds", title=title)
+    margin_text = ", ".join(f"±{100 * m:.2f}" for m in sorted(margins))
+    ax.set(xlabel=f"difference ({unit}); line: 95% interval, ticks: seeds; shaded: margin {margin_text}", title=title)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

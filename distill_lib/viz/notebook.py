@@ -122,7 +122,7 @@ def headline_text(headline: dict, cfg) -> str:
         return stats.headline_line(headline, where)
     except ValueError:  # one seed: no interval, nothing to quote
         return (f"Headline ({where}): {headline['claim']}: {100 * headline['effect_mean']:+.2f} points from one seed "
-                f"(no interval, so no verdict).")
+                f"(no interval: inconclusive; run at least two seeds).")
 
 
 def percent_mean_std(values) -> str:

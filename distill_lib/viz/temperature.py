@@ -10,6 +10,7 @@ from ..core import checks, stats
 from ..lessons.temperature import entropy_bits
 from ..lessons.temperature_grid import METRICS, find
 from ..methods.kd import soft_targets
+from .curves import VERDICT_COLOURS, VERDICT_LEGEND, shade_margin
 
 
 def as_picture(image: torch.Tensor):
@@ -161,22 +162,21 @@ def plot_grid_effects(effects: dict, title: str = ""):
     over seeds with its 95% interval, each seed as a tick, and the zero line of the verdict."""
     students = list(dict.fromkeys(student for student, *_ in effects))
     fig, axes = plt.subplots(1, len(students), figsize=(5.2 * len(students), 3.6), squeeze=False, sharey=True)
-    colours = {"gain": "C2", "loss": "C3", "no difference": "0.4"}
     for ax, student in zip(axes[0], students):
         mine = sorted(((k, c) for k, c in effects.items() if k[0] == student), key=lambda item: (item[0][1], item[0][3], item[0][2]))
         for (_, loss, temperature, alpha), c in mine:
             low, high = c.ci95
             if low == low:
-                ax.plot([temperature] * 2, [100 * low, 100 * high], color=colours[c.verdict], lw=2)
-            ax.plot(temperature, 100 * c.mean, "o", color=colours[c.verdict])
+                ax.plot([temperature] * 2, [100 * low, 100 * high], color=VERDICT_COLOURS[c.verdict], lw=2)
+            ax.plot(temperature, 100 * c.mean, "o", color=VERDICT_COLOURS[c.verdict])
             ax.plot([temperature] * c.n, [100 * d for d in c.differences], "_", color="k", ms=8, alpha=0.6)
+        shade_margin(ax, max(c.margin for _, c in mine), vertical=False)
         ax.axhline(0, color="k", lw=1)
         ax.set_xscale("log")
         _temperature_ticks(ax, sorted({k[2] for k, _ in mine}))
         ax.set(xlabel="temperature T", ylabel="KD minus from scratch (points)", title=student)
         ax.grid(alpha=0.3)
-    fig.suptitle(title or "the effect of distillation, by temperature (green: gain, red: loss, grey: no difference)",
-                 fontsize=10)
+    fig.suptitle(f"{title or 'the effect of distillation, by temperature'}\n({VERDICT_LEGEND})", fontsize=10)
     fig.tight_layout()
     return fig
 
