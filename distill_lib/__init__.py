@@ -55,7 +55,7 @@ _EXPORTS = {
     "audit_kd_loss": "audit",
 }
 # modules the notebooks use by name: dl.checks, dl.stats, dl.methods, dl.notebook, dl.viz, ...
-_MODULES = {"checks": "core.checks", "stats": "core.stats", "data": "core.data", "models": "core.models",
+_MODULES = {"checks": "core.checks", "stats": "core.stats", "pays": "core.pays", "data": "core.data", "models": "core.models",
             "methods": "methods", "teachers": "teachers", "profiles": "profiles", "lessons": "lessons",
             "notebook": "viz.notebook", "viz": "viz"}
 

@@ -98,10 +98,15 @@ class Timer:
         self.seconds[self._name] = round(self.seconds.get(self._name, 0.0) + time.perf_counter() - self._started, 2)
 
 
-def finish(cfg, metrics: dict, timings: dict | None = None, headline: dict | None = None) -> None:
-    """Write ``<run_dir>/metrics.json``: parameters, metrics (with the ``headline``), timings,
-    versions and device. Prints the headline when there is one."""
+def finish(cfg, metrics: dict, timings: dict | None = None, headline: dict | None = None,
+           when_kd_pays: list | None = None) -> None:
+    """Write ``<run_dir>/metrics.json``: parameters, metrics (with the ``headline`` and the
+    ``when_kd_pays`` rows of ``dl.pays.regime_row``), timings, versions and device. Prints the
+    headline when there is one."""
+    from ..core import pays
     from ..core.results import write_metrics
+    if when_kd_pays:
+        metrics = {pays.KEY: list(when_kd_pays), **metrics}
     if headline is not None:
         metrics = {"headline": headline, **metrics}
     path = write_metrics(cfg.run_dir, params=cfg.as_dict(), metrics=metrics, timings=timings)
