@@ -6,3 +6,15 @@ What may be imported here: ``core``, ``methods``, ``loop``, ``teachers``, ``prof
 ``lessons`` modules. Nothing from ``viz`` or ``batch``, and no plotting or notebook package:
 a lesson computes, ``viz`` draws. ``batch`` never imports a lesson.
 """
+import importlib as _importlib
+
+# the notebooks reach a lesson as ``dl.lessons.<name>`` (their one import is ``import distill_lib as
+# dl``); a lesson module loads on first use
+_SUBMODULES = ("adversarial", "lightweight", "matching", "omitted_class", "pitfalls", "temperature",
+               "temperature_grid", "transfer", "transfer_arms", "transfer_models", "transfer_results")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,3 +6,14 @@ The common figures are re-exported: ``dl.viz.learning_curves``, ``dl.viz.plot_co
 """
 from .curves import (confusion_matrix, learning_curves, per_class_accuracy, plot_confusion,  # noqa: F401
                      plot_effects, plot_loss_parts, plot_per_class, plot_seed_comparison)
+
+import importlib as _importlib
+
+# ``dl.viz.<name>`` for the figures of one notebook (``dl.viz.temperature``, ...), loaded on first use
+_SUBMODULES = ("adversarial", "explorer", "lightweight", "matching", "notebook", "temperature", "transfer")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
