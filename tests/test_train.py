@@ -102,7 +102,7 @@ def test_nan_images_are_refused_before_training(tiny_dataset):
 
 def test_distill_reports_agreement_with_teacher(tiny_dataset, teacher):
     history = dl.distill(dl.build_model("mlp-tiny"), teacher, tiny_dataset, eval_set=tiny_dataset, **FAST)
-    assert set(history.final) == {"accuracy", "nll", "ece", "agreement"}
+    assert set(history.final) == {"accuracy", "nll", "ece", "confidence", "agreement"}
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -151,3 +151,11 @@ def test_scoring_once_after_the_last_epoch_gives_the_same_final_metrics(tiny_dat
         once.curve("accuracy")
     with pytest.raises(ValueError, match="eval_every_epoch must be True or False; got 'no'"):
         dl.train(student, tiny_dataset, method, teacher=teacher, eval_every_epoch="no", **FAST)
+
+
+def test_confidence_is_the_mean_top_class_probability():
+    # the same hand-made case: top probabilities 0.9, 0.9, 0.6 -> 0.8; accuracy 2/3, so the model
+    # is overconfident by 0.8 - 0.667
+    logits = torch.log(torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4]]))
+    metrics = dl.metrics_from_logits(logits, torch.tensor([0, 1, 0]))
+    assert metrics["confidence"] == pytest.approx(0.8, abs=1e-6) and metrics["accuracy"] == pytest.approx(2 / 3)

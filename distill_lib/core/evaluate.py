@@ -63,12 +63,15 @@ def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins:
 
 
 def metrics_from_logits(logits, labels, teacher_logits=None) -> dict:
-    """accuracy, nll, ece (and agreement with the teacher's argmax when teacher logits are given)."""
+    """accuracy, nll, ece, confidence (the mean top-class probability: above accuracy is
+    overconfident, below underconfident), and agreement with the teacher's argmax when teacher
+    logits are given."""
     labels = labels.cpu()
     metrics = {
         "accuracy": float((logits.argmax(-1) == labels).float().mean()),
         "nll": float(F.cross_entropy(logits.float(), labels)),
         "ece": expected_calibration_error(logits, labels),
+        "confidence": float(F.softmax(logits.float(), dim=-1).max(dim=-1).values.mean()),
     }
     if teacher_logits is not None:
         if teacher_logits.shape != logits.shape:
