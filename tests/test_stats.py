@@ -75,6 +75,13 @@ def test_versus_fixed_is_the_one_sample_interval_and_says_so():
     assert c.kind == "one-sample" and "one-sample" in c.text() and c.verdict == "loss"
 
 
+def test_negated_reads_the_comparison_the_other_way_round():
+    c = stats.versus_fixed([0.85, 0.84, 0.86], 0.90, seeds=[0, 1, 2]).negated()   # teacher - students
+    direct = stats.paired([0.90] * 3, [0.85, 0.84, 0.86])
+    assert c.mean == pytest.approx(direct.mean) and c.ci95 == (pytest.approx(direct.ci95[0]), pytest.approx(direct.ci95[1]))
+    assert c.verdict == "gain" and c.kind == "one-sample" and c.seeds == [0, 1, 2]
+
+
 def test_the_margin_is_per_metric_and_checked():
     c = stats.paired([0.10, 0.11, 0.12], [0.095, 0.105, 0.115], margin=stats.MARGINS["ece"])
     assert c.verdict == "negligible" and c.margin == 0.01

@@ -273,3 +273,21 @@ def test_kd_with_alpha_zero_is_exactly_training_from_scratch(tiny_dataset):
     assert kd["method"] == "kd" and scratch["method"] == "scratch"
     assert (kd["accuracy"], kd["nll"], kd["ece"]) == (scratch["accuracy"], scratch["nll"], scratch["ece"])
     assert 0.0 <= scratch["agreement"] <= 1.0
+
+
+def test_dark_knowledge_profile_against_a_hand_made_teacher():
+    from distill_lib.lessons.temperature import dark_knowledge_profile
+    # 3 classes; class 0's images put their wrong mass on class 1, class 1's on class 2, class 2's
+    # on class 0: each class's nearest wrong class gets ALL the wrong mass at T = 1
+    probs = torch.tensor([[0.8, 0.2, 0.0], [0.0, 0.7, 0.3], [0.1, 0.0, 0.9], [0.9, 0.1, 0.0]]) + 1e-12
+    labels = torch.tensor([0, 1, 2, 0])
+    out = dark_knowledge_profile(probs.log(), labels, [1.0], nearest=1)
+    assert out["wrong_mass"][0] == pytest.approx((0.2 + 0.3 + 0.1 + 0.1) / 4, abs=1e-6)
+    assert out["nearest_share"][0] == pytest.approx(1.0, abs=1e-6) and out["uniform_share"] == 0.5
+    # the least confident tenth of 4 images is 1 image: the 0.7 one, which carries 0.3 of the 0.7
+    assert out["least_confident_share"][0] == pytest.approx(0.3 / 0.7, abs=1e-6)
+    # at a huge T every soft target is uniform: wrong mass 2/3, shared evenly -> the uniform share
+    hot = dark_knowledge_profile(probs.log(), labels, [1e6], nearest=1)
+    assert hot["wrong_mass"][0] == pytest.approx(2 / 3, abs=1e-4) and hot["nearest_share"][0] == pytest.approx(0.5, abs=1e-4)
+    with pytest.raises(ValueError, match="nearest must be below the number of wrong classes"):
+        dark_knowledge_profile(probs.log(), labels, [1.0], nearest=2)

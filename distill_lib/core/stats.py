@@ -142,6 +142,12 @@ class Comparison:
         seeds = f"{self.n} seed{'s' if self.n != 1 else ''}" + (", one-sample" if self.kind == ONE_SAMPLE else "")
         return f"{scale * self.mean:+.2f} {unit} ({interval}, {seeds}, margin ±{scale * self.margin:.2f}): {self.verdict}"
 
+    def negated(self) -> "Comparison":
+        """The same comparison read the other way round (``b - a``, or reference - values)."""
+        low, high = self.ci95
+        return Comparison([-d for d in self.differences], -self.mean, self.std, (-high, -low),
+                          verdict((-high, -low), self.margin), list(self.seeds), self.margin, self.kind)
+
     def images(self, test_images: int) -> str:
         """The mean effect as test images: ``+33 of 2,000 test images``."""
         return f"{self.mean * test_images:+.0f} of {test_images:,} test images"

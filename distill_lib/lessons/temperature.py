@@ -152,3 +152,35 @@ def loss_split(student_logits, teacher_logits, labels, *, temperature: float, al
     kl = float(SOFT_TERMS["kl"](student_logits.float(), teacher_logits.float(), temperature)) / temperature ** 2
     hard, soft = (1 - alpha) * ce, alpha * temperature ** 2 * kl
     return {"ce": ce, "kl": kl, "hard": hard, "soft": soft, "total": hard + soft}
+
+
+def dark_knowledge_profile(logits: torch.Tensor, labels: torch.Tensor, temperatures, *, nearest: int = 2) -> dict:
+    """Where the teacher's wrong-class probability sits, at each T.
+
+    - ``wrong_mass``: the mean probability on the wrong classes (the "dark" part of a soft target);
+    - ``nearest_share``: the share of that mass on each true class's ``nearest`` most similar wrong
+      classes (ranked by :func:`class_similarity` at T = 1): the similarity structure, to hold
+      against ``uniform_share`` = ``nearest / (N - 1)``, the share of a floor that says nothing;
+    - ``least_confident_share``: the share of the wrong mass carried by the tenth of the images on
+      which the teacher is least confident (at T = 1).
+    """
+    _check_logits("logits", logits)
+    temperatures = _check_temperatures(temperatures)
+    checks.positive_int("nearest", nearest)
+    num_classes = logits.shape[1]
+    if nearest >= num_classes - 1:
+        raise ValueError(f"nearest must be below the number of wrong classes ({num_classes - 1}); got {nearest}")
+    similarity = class_similarity(logits, labels, 1.0)
+    similarity.fill_diagonal_(-1.0)  # the right class is no neighbour of itself
+    near = similarity.topk(nearest, dim=1).indices[labels]  # per image: its class's nearest wrong classes
+    confidence = soft_targets(logits.float(), 1.0).max(dim=1).values
+    least_confident = confidence.argsort()[: max(1, len(confidence) // 10)]
+    out = {"temperatures": temperatures, "wrong_mass": [], "nearest_share": [], "least_confident_share": [],
+           "uniform_share": nearest / (num_classes - 1)}
+    for t in temperatures:
+        probs = soft_targets(logits.float(), t)
+        wrong = 1 - probs.gather(1, labels[:, None]).squeeze(1)
+        out["wrong_mass"].append(float(wrong.mean()))
+        out["nearest_share"].append(float(probs.gather(1, near).sum() / wrong.sum()))
+        out["least_confident_share"].append(float(wrong[least_confident].sum() / wrong.sum()))
+    return out

@@ -19,7 +19,7 @@ from ..methods import LOGIT_LOSSES
 from ..loop import distill, fit
 
 KEY_FIELDS = ("student", "method", "loss", "temperature", "alpha")  # one setting, all seeds
-METRICS = ("accuracy", "nll", "ece", "agreement")
+METRICS = ("accuracy", "nll", "ece", "confidence", "agreement")
 
 
 def axes(cfg) -> dict:

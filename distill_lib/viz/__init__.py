@@ -5,7 +5,7 @@ IPython. Nothing here trains: a figure is drawn from results a lesson or the loo
 The common figures are re-exported: ``dl.viz.learning_curves``, ``dl.viz.plot_confusion``, ...
 """
 from .curves import (confusion_matrix, learning_curves, per_class_accuracy, plot_confusion,  # noqa: F401
-                     plot_effects, plot_loss_parts, plot_per_class, plot_seed_comparison)
+                     plot_effects, plot_loss_parts, plot_overfitting, plot_per_class, plot_seed_comparison)
 
 import importlib as _importlib
 

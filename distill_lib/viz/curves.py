@@ -34,14 +34,31 @@ def learning_curves(histories: dict, metric: str = "accuracy", title: str = ""):
     return fig
 
 
+def plot_overfitting(alone, distilled=None, title: str = ""):
+    """The signature of overfitting: the training loss of the student trained ``alone`` keeps
+    falling while its test loss (NLL) turns and rises; a ``distilled`` student's test loss next to it
+    (its training objective is another quantity, so only its test loss is drawn)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    epochs = range(1, len(alone.train_loss) + 1)
+    ax.plot(epochs, alone.train_loss, color="C0", ls="--", marker=".", label="alone: training loss (cross-entropy)")
+    ax.plot(epochs, alone.curve("nll"), color="C0", marker=".", label="alone: test loss (cross-entropy)")
+    if distilled is not None:
+        ax.plot(epochs, distilled.curve("nll"), color="C1", marker=".", label="distilled: test loss (cross-entropy)")
+    ax.set(xlabel="epoch", ylabel="cross-entropy, nats per image (log scale)", yscale="log", title=title)
+    _epoch_axis(ax)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_loss_parts(history, title: str = ""):
     """The named parts of one run's training objective over epochs (e.g. ``ce`` and ``kd``), with
     their sum: what the optimiser actually saw."""
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     epochs = range(1, len(history.train_loss) + 1)
     ax.plot(epochs, history.train_loss, color="k", marker=".", label="total (minimised)")
-    for name, values in history.parts.items():
-        ax.plot(epochs, values, marker=".", label=name)
+    for name, values in history.parts.items():  # the parts are stored weighted, as they are summed
+        ax.plot(epochs, values, marker=".", label=f"{name}, weighted as in the total")
     ax.set(xlabel="epoch", ylabel="training loss, epoch mean (log scale)", title=title or "loss parts", yscale="log")
     _epoch_axis(ax)
     ax.legend(fontsize=8)
@@ -78,9 +95,9 @@ def plot_per_class(accuracies: dict, classes, title: str = "per-class test accur
     fig, ax = plt.subplots(figsize=(10, 3.6))
     width = 0.8 / max(len(accuracies), 1)
     for k, (label, values) in enumerate(accuracies.items()):
-        ax.bar([i + k * width for i in range(len(classes))], [float(v) for v in values], width, label=label)
+        ax.bar([i + k * width for i in range(len(classes))], [100 * float(v) for v in values], width, label=label)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(classes))], classes, rotation=30, ha="right")
-    ax.set(ylabel="accuracy", ylim=(0, 1.02))
+    ax.set(ylabel="test accuracy per class (%)", ylim=(0, 102))
     ax.set_title(title, pad=24)
     # above the axes, so that it never covers a bar
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(accuracies), frameon=False)

@@ -154,6 +154,12 @@ def table(rows: list, headers: list):
     return Markdown("\n".join(lines))
 
 
+def markdown_lines(lines: list):
+    """Sentences computed from a run's numbers, shown as a Markdown bullet list."""
+    from IPython.display import Markdown, display
+    display(Markdown("\n".join(f"- {line}" for line in lines)))
+
+
 def where_datasets_are(names=("fashion-mnist-mini", "fashion-mnist", "mnist", "cifar10")) -> list:
     """[name, where it was found (or "not found"), size] for each dataset: the environment check."""
     from ..core.data import load_dataset

@@ -114,6 +114,7 @@ def plot_grid(summary: list, metric: str = "accuracy", teacher_value: float | No
     """``metric`` against T, one panel per student: a line per (loss, alpha) with the 95% interval
     of the mean over seeds as error bars, the from-scratch student as a band (its 95% interval)."""
     checks.one_of("metric", metric, METRICS)
+    scale = 100 if metric in PERCENT_METRICS else 1  # accuracies in percent, as everywhere
     students = list(dict.fromkeys(e["student"] for e in summary))
     fig, axes = plt.subplots(1, len(students), figsize=(5.2 * len(students), 3.6), squeeze=False)
     for ax, student in zip(axes[0], students):
@@ -121,14 +122,14 @@ def plot_grid(summary: list, metric: str = "accuracy", teacher_value: float | No
         mean = scratch[f"{metric}_mean"]
         low, high = stats.interval_from(mean, scratch[f"{metric}_std"], scratch["n"])
         if low == low:
-            ax.axhspan(low, high, color="grey", alpha=0.25)
-        ax.axhline(mean, color="grey", label="from scratch")
+            ax.axhspan(scale * low, scale * high, color="grey", alpha=0.25)
+        ax.axhline(scale * mean, color="grey", label="from scratch")
         if teacher_value is not None:
-            ax.axhline(teacher_value, color="k", ls="--", lw=1, label="teacher")
+            ax.axhline(scale * teacher_value, color="k", ls="--", lw=1, label="teacher")
         ax.set_xscale("log")  # before the ticks: setting the scale resets them
-        _plot_kd_lines(ax, [e for e in summary if e["student"] == student and e["method"] == "kd"], metric)
+        _plot_kd_lines(ax, [e for e in summary if e["student"] == student and e["method"] == "kd"], metric, scale)
         n = scratch["n"]
-        ax.set(xlabel="temperature T", ylabel=f"test {metric}",
+        ax.set(xlabel="temperature T", ylabel=f"test {metric}" + (" (%)" if scale == 100 else ""),
                title=f"{student} ({n} seed{'s' if n > 1 else ''}; bars: 95% interval of the mean)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -136,14 +137,18 @@ def plot_grid(summary: list, metric: str = "accuracy", teacher_value: float | No
     return fig
 
 
-def _plot_kd_lines(ax, entries: list, metric: str) -> None:
+PERCENT_METRICS = ("accuracy", "agreement")
+
+
+def _plot_kd_lines(ax, entries: list, metric: str, scale: float) -> None:
     lines: dict = {}
     for entry in entries:
         lines.setdefault((entry["loss"], entry["alpha"]), []).append(entry)
     for (loss, alpha), points in lines.items():
         points.sort(key=lambda e: e["temperature"])
-        means = [e[f"{metric}_mean"] for e in points]
-        intervals = [stats.interval_from(e[f"{metric}_mean"], e[f"{metric}_std"], e["n"]) for e in points]
+        means = [scale * e[f"{metric}_mean"] for e in points]
+        intervals = [[scale * v for v in stats.interval_from(e[f"{metric}_mean"], e[f"{metric}_std"], e["n"])]
+                     for e in points]
         errors = [[m - lo if lo == lo else 0 for m, (lo, _) in zip(means, intervals)],
                   [hi - m if hi == hi else 0 for m, (_, hi) in zip(means, intervals)]]
         ax.errorbar([e["temperature"] for e in points], means, yerr=errors, marker="o", capsize=3,
@@ -188,9 +193,10 @@ def plot_omitted_class(records: list, classes, omitted: int, title: str = ""):
     width = 0.4
     for k, (arm, label) in enumerate((("kd", "distilled (T high, no labels)"), ("scratch", "from labels"))):
         means = [sum(r[f"{arm}_per_class"][c] for r in records) / len(records) for c in range(len(classes))]
-        ax.bar([c + (k - 0.5) * width for c in range(len(classes))], [100 * m for m in means], width, label=label,
+        ax.bar([c + (k - 0.5) * width for c in range(len(classes))], [100 * m for m in means], width, label=label, zorder=2,
                color=f"C{k}")
-    ax.axvspan(omitted - 0.5, omitted + 0.5, color="gold", alpha=0.25, label=f"never seen: {classes[omitted]}")
+    # behind the bars (zorder 0), so that the highlight does not change their colours
+    ax.axvspan(omitted - 0.5, omitted + 0.5, color="gold", alpha=0.35, zorder=0, label=f"never seen: {classes[omitted]}")
     ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
     ax.set(ylabel="test accuracy per class (%)", ylim=(0, 100))
     ax.set_title(title, fontsize=10, pad=24)
