@@ -10,7 +10,7 @@ import importlib as _importlib
 
 # the notebooks reach a lesson as ``dl.lessons.<name>`` (their one import is ``import distill_lib as
 # dl``); a lesson module loads on first use
-_SUBMODULES = ("adversarial", "lightweight", "matching", "omitted_class", "pitfalls", "temperature",
+_SUBMODULES = ("adversarial", "lightweight", "matching", "omitted_class", "pitfalls", "robustness", "temperature",
                "temperature_grid", "transfer", "transfer_arms", "transfer_models", "transfer_results")
 
 

@@ -73,11 +73,12 @@ class WrongRows(LossFunction):
 
 
 def train_arms(arms: dict, teacher, train_set, test_set, *, student: str, seeds, temperature: float, alpha: float,
-               progress=None, **training) -> list:
+               progress=None, models: dict | None = None, **training) -> list:
     """One record per arm and seed: final test accuracy, or where the run was stopped.
 
     ``arms`` maps a name to a loss function (as in :class:`LossFunction`) or to ``("wrong-rows",
-    fn)`` for the pairing bug. Every arm of a seed starts from the same weights.
+    fn)`` for the pairing bug. Every arm of a seed starts from the same weights. Give ``models``
+    (a dict) to keep the trained students: ``models[(arm, seed)]`` (for measurements after training).
     """
     records = []
     for seed in seeds:
@@ -90,6 +91,8 @@ def train_arms(arms: dict, teacher, train_set, test_set, *, student: str, seeds,
                 history = train(model, train_set, method, teacher=teacher, seed=seed, eval_set=test_set,
                                 progress="off", desc=f"{name} (seed {seed})", **training)
                 record.update(accuracy=history.final["accuracy"], stopped=None)
+                if models is not None:
+                    models[(name, seed)] = model.eval()
             except TrainingDiverged as stop:
                 record.update(accuracy=None, stopped=str(stop), epochs_done=len(stop.history.train_loss))
             records.append(record)

@@ -10,7 +10,8 @@ from .curves import (confusion_matrix, learning_curves, per_class_accuracy, plot
 import importlib as _importlib
 
 # ``dl.viz.<name>`` for the figures of one notebook (``dl.viz.temperature``, ...), loaded on first use
-_SUBMODULES = ("adversarial", "explorer", "lightweight", "matching", "notebook", "temperature", "transfer")
+_SUBMODULES = ("adversarial", "explorer", "lightweight", "matching", "notebook", "robustness", "temperature",
+               "transfer")
 
 
 def __getattr__(name: str):
