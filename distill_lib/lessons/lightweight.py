@@ -296,3 +296,14 @@ def pareto_front(latencies, accuracies) -> list:
         li, ai = points[i]
         return any(lj <= li and aj >= ai and (lj, aj) != (li, ai) for lj, aj in points)
     return [i for i in range(len(points)) if not dominated(i)]
+
+
+def pareto_leads(latencies, accuracies) -> dict:
+    """For each point on the Pareto front: how much more accurate it is than the most accurate
+    strictly faster point (``None`` for the fastest). A lead smaller than the verdict margin puts
+    a point on the front by run-to-run noise alone (one seed's accuracy), not by a real edge."""
+    leads = {}
+    for i in pareto_front(latencies, accuracies):
+        faster = [a for latency, a in zip(latencies, accuracies) if latency < latencies[i]]
+        leads[i] = accuracies[i] - max(faster) if faster else None
+    return leads
