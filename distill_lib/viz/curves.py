@@ -164,11 +164,15 @@ def plot_effects(comparisons: dict, *, title: str = "", unit: str = "points"):
         ax.annotate(f"{100 * c.mean:+.2f} ({c.verdict})", (100 * c.mean, row + 0.22), fontsize=8, ha="center")
     margins = {c.margin for c in comparisons.values()}
     shade_margin(ax, max(margins), vertical=True)
+    present = [v for v in VERDICT_COLOURS if any(c.verdict == v for c in comparisons.values())]
+    ax.legend(handles=[plt.Line2D([], [], color=VERDICT_COLOURS[v], marker="o", lw=2, label=v) for v in present],
+              fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(present), frameon=False)
     ax.axvline(0, color="k", lw=1)
     ax.set_yticks(range(len(comparisons)), list(reversed(list(comparisons))))
     ax.set_ylim(-0.6, len(comparisons) - 0.3)
     margin_text = ", ".join(f"±{100 * m:.2f}" for m in sorted(margins))
-    ax.set(xlabel=f"difference ({unit}); line: 95% interval, ticks: seeds; shaded: margin {margin_text}", title=title)
+    ax.set(xlabel=f"difference ({unit}); line: 95% interval, ticks: seeds; shaded: margin {margin_text}")
+    ax.set_title(title, pad=22)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
