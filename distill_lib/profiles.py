@@ -197,6 +197,9 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
         "budgets": Setting("1,10,100", "10,50,100,500,all", budgets_text),
         "transfer_set_budgets": Setting((1, 10), (10, 100)),  # labels per class with the strong teacher
         "n_seeds": Setting(3, 3, checks.positive_int),
+        # the strong-teacher experiment holds the headline: with 1 label per class the seeds' spread
+        # is large (which image is labelled), and five seeds keep every window's verdict (survey, seeds 0-9)
+        "transfer_set_seeds": Setting(5, 5, checks.positive_int),
         "student": Setting("mlp-tiny", "cnn-small", text),
         "teacher": Setting("mlp-small", "cnn-teacher", text),
         "steps": Setting(200, 1500, checks.positive_int),

@@ -48,6 +48,26 @@ def test_follows_the_notebook_contract(path):
     assert "dl.notebook.finish(" in notebook.cells[-1].source, "the last cell writes metrics.json"
 
 
+def check_03_transfer_set(metrics: dict) -> None:
+    """Every strong-teacher comparison of 03 is in metrics.json under its own key, with the numbers
+    its per-seed records give (recomputed here with stats.paired). Two comparisons once shared a key,
+    so "KD + unlabelled vs scratch" showed the numbers of "... vs KD, labelled images only"."""
+    accuracy = {(r["model"], r["per_class"], r["seed"]): r["accuracy"] for r in metrics["transfer_set_records"]}
+    budgets = sorted({b for _, b, _ in accuracy})
+    seeds = sorted({s for _, _, s in accuracy})
+    pairs = (("kd_labelled", "scratch"), ("kd_unlabelled", "scratch"), ("kd_unlabelled", "kd_labelled"))
+    assert len(metrics["transfer_set"]) == len(pairs) * len(budgets)
+    for model, against in pairs:
+        for b in budgets:
+            expected = stats.paired([accuracy[(model, b, s)] for s in seeds], [accuracy[(against, b, s)] for s in seeds])
+            found = metrics["transfer_set"][f"{model} vs {against} {b}"]
+            assert found["differences"] == pytest.approx(expected.differences), (model, against, b)
+    assert {row["notebook"] for row in metrics["when_kd_pays"]} == {"03"}
+
+
+NOTEBOOK_CHECKS = {"03_transfer_vs_distillation": check_03_transfer_set}  # what one notebook's metrics must hold
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
 def test_runs_headless_in_the_quick_profile(path, tmp_path):
@@ -75,6 +95,7 @@ def test_runs_headless_in_the_quick_profile(path, tmp_path):
         f"{path.name}: a fresh run gives {100 * fresh['effect_mean']:+.2f} points, outside the quoted interval "
         f"{quoted['low']:+.2f} to {quoted['high']:+.2f} (± the margin {quoted['margin']:.2f}): re-measure and "
         f"re-quote (python -m distill_lib quote)")
+    NOTEBOOK_CHECKS.get(path.stem, lambda found: None)(metrics["metrics"])
     executed = nbformat.read(tmp_path / path.name, as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not any(o.get("output_type") == "error" for o in outputs)
