@@ -292,6 +292,33 @@ def _finiteness(probe: _Probe):
         f"0 (alpha, 1 - alpha, a count), e.g. `{REFERENCE_LINE}`"))
 
 
+_DETACHED_CAUSES = ("typical causes: `.detach()`, `.item()` or `.data` on the loss or on the student logits, "
+                    "or the loss computed under `torch.no_grad()` / `torch.inference_mode()`")
+
+
+def _no_gradient(probe: _Probe):
+    """no-gradient when the loss gives the student's logits a zero gradient at every grid point:
+    a loss that trains nothing, however right its values are."""
+    points = [(T, alpha) for T in TEMPERATURES for alpha in ALPHAS]
+    if any(bool(probe(T, alpha)[1].any()) for T, alpha in points):
+        return None
+    return Finding("no-gradient", (
+        f"the loss trains nothing: its gradient with respect to student_logits is exactly zero at all "
+        f"{len(points)} points of the grid T in {TEMPERATURES} x alpha in {ALPHAS}, so optimizer.step() never "
+        f"changes the student; the other checks were skipped ({_DETACHED_CAUSES}). Fix: compute it from "
+        f"student_logits with autograd on, e.g. `{REFERENCE_LINE}`"))
+
+
+def _part_without_gradient(part: str, alpha: float, temperatures: tuple, results: list):
+    """no-gradient for one term (measured alone, at the alpha where the other has weight 0)."""
+    if any(bool(grad.any()) for _, grad in results):
+        return None
+    return Finding("no-gradient", (
+        f"the {part} term trains nothing: at alpha={alpha:g}, where it is the whole loss, its gradient with "
+        f"respect to student_logits is exactly zero at T in {temperatures} although its value is {results[0][0]:.4g} ({_DETACHED_CAUSES} inside that term). Fix: compute "
+        f"it from student_logits itself, e.g. `{REFERENCE_LINE}`"))
+
+
 def _teacher_dependence(probe: _Probe) -> dict:
     """alpha -> whether replacing the teacher's logits changes the loss (at PROBE_T)."""
     return {a: _changed(probe(PROBE_T, a)[0], probe(PROBE_T, a, teacher=1)[0]) for a in (0.0, 0.5, 1.0)}
@@ -329,6 +356,16 @@ def _labels_ignored(probe: _Probe, alpha_weights: str):
         f"{max(abs(probe(PROBE_T, a)[0] - probe(PROBE_T, a, labels=1)[0]) for a in ignored):.3g} at alpha in "
         f"{tuple(ignored)} (T={PROBE_T:g}), where the cross-entropy should weigh {weight}. Fix: add "
         f"`{weight} * F.cross_entropy(student_logits, labels)` to the loss"))
+
+
+def _hard_without_gradient(probe: _Probe, alpha_weights: str):
+    """no-gradient for the hard term: at full hard weight the labels move the loss but not the student."""
+    if alpha_weights == "unknown":
+        return None
+    alpha = 0.0 if alpha_weights == "soft" else 1.0
+    if not _changed(probe(PROBE_T, alpha)[0], probe(PROBE_T, alpha, labels=1)[0]):
+        return None  # no hard term at all: labels-ignored says so
+    return _part_without_gradient("hard (label)", alpha, (PROBE_T,), [probe(PROBE_T, alpha)])
 
 
 def _soft_term(probe: _Probe, alpha_weights: str):
@@ -462,6 +499,9 @@ def _soft_analysis(probe: _Probe, alpha_weights: str):
     alpha, measured = _soft_term(probe, alpha_weights)
     if alpha is None:
         return [], "unknown", measured
+    detached = _part_without_gradient("soft (teacher)", alpha, TEMPERATURES, measured)
+    if detached is not None:  # no gradient to fit formulas to
+        return [detached], "unknown", "not measured: the soft term has no gradient"
     where = f"the loss at alpha={alpha:g}"
     candidate, reference, ks = _match(measured, probe)
     if candidate is None:
@@ -494,9 +534,13 @@ def audit_kd_loss(fn, *, num_classes: int = 10, batch_size: int = 64, seed: int 
     not_finite = _finiteness(probe)
     if not_finite is not None:  # every later measurement would be NaN-polluted
         return AuditReport([not_finite], convention)
+    no_gradient = _no_gradient(probe)
+    if no_gradient is not None:  # nothing to measure a formula's gradient against
+        return AuditReport([no_gradient], convention)
     uses_teacher = _teacher_dependence(probe)
     alpha_weights = _convention(uses_teacher)
-    findings = [f for f in (_teacher_ignored(probe, uses_teacher), _labels_ignored(probe, alpha_weights)) if f]
+    findings = [f for f in (_teacher_ignored(probe, uses_teacher), _labels_ignored(probe, alpha_weights),
+                            _hard_without_gradient(probe, alpha_weights)) if f]
     soft_findings, soft_form, soft_scale = _soft_analysis(probe, alpha_weights)
     convention.update(alpha_weights=alpha_weights, soft_form=soft_form, soft_scale=soft_scale,
                       hard_form=_hard_form(probe, alpha_weights))
