@@ -110,6 +110,13 @@ def read_metrics_checksummed(run_dir) -> tuple[object, str]:
     return json.loads(data.decode("utf-8")), hashlib.sha256(data).hexdigest()
 
 
+def headline_of(record) -> dict | None:
+    """The ``metrics.headline`` entry of a metrics.json record (see ``stats.headline``), or None."""
+    metrics = record.get("metrics") if isinstance(record, dict) else None
+    headline = metrics.get("headline") if isinstance(metrics, dict) else None
+    return headline if isinstance(headline, dict) else None
+
+
 def flatten_numbers(tree: dict, prefix: str = "") -> dict:
     """Numeric leaves of a nested dict as ``{"dotted.key": number}`` (bools and text skipped)."""
     flat = {}
