@@ -31,6 +31,7 @@ is a crash the user sees at once, while not-finite is for losses that silently r
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -88,17 +89,23 @@ class AuditReport:
 
 
 # ---------------------------------------------------------------------------------- input checks
-def _check_arguments(fn, num_classes, batch_size, seed) -> None:
-    """ValueError naming the parameter, the value and what is allowed."""
+def _check_arguments(fn, num_classes, batch_size, seed) -> tuple:
+    """ValueError naming the parameter, the value and what is allowed; returns the three integers
+    as Python ints (numpy integers are accepted; torch's Generator refuses them)."""
     if not callable(fn):
         raise ValueError(f"fn must be callable as fn(student_logits, teacher_logits, labels, temperature, alpha) "
                          f"-> scalar tensor, got {fn!r} ({type(fn).__name__})")
     for name, value, high in (("num_classes", num_classes, MAX_CLASSES), ("batch_size", batch_size, MAX_BATCH)):
         # 2 is the least that tells a class mean (1/C) or a batch sum (x B) from the batchmean.
-        if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= high:
+        if not _integer(value) or not 2 <= value <= high:
             raise ValueError(f"{name} must be an integer from 2 to {high}, got {value!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not _integer(seed) or not -2 ** 63 <= seed < 2 ** 64:  # what torch's Generator.manual_seed takes
+        raise ValueError(f"seed must be an integer from -2**63 to 2**64 - 1, got {seed!r}")
+    return int(num_classes), int(batch_size), int(seed)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"
 
 
 # ---------------------------------------------------------------------------------- probing fn
@@ -527,7 +534,7 @@ def audit_kd_loss(fn, *, num_classes: int = 10, batch_size: int = 64, seed: int 
     Raises ValueError for bad arguments, and when ``fn`` raises or returns something other than a
     one-element tensor (naming the exception and the call).
     """
-    _check_arguments(fn, num_classes, batch_size, seed)
+    num_classes, batch_size, seed = _check_arguments(fn, num_classes, batch_size, seed)
     probe = _Probe(fn, num_classes, batch_size, seed)
     convention = {"alpha_weights": "unknown", "soft_form": "unknown", "soft_scale": "not measured",
                   "hard_form": "unknown"}

@@ -266,7 +266,7 @@ def forged(tmp_path, shape, name="weights.evil"):
     return path
 
 
-@pytest.mark.parametrize("shape", [(2 ** 21, 1024), (2 ** 18, 1024), (1024, 1024)])
+@pytest.mark.parametrize("shape", [(2 ** 30, 1024), (2 ** 21, 1024), (2 ** 18, 1024), (1024, 1024)])
 def test_a_checkpoint_declaring_more_bytes_than_it_holds_is_refused_before_allocating(tmp_path, shape):
     path = forged(tmp_path, shape)
     assert os.path.getsize(path) < 200 * 1024  # a small file (the mlp-tiny weights and 4 bytes)
@@ -278,13 +278,14 @@ def test_a_checkpoint_declaring_more_bytes_than_it_holds_is_refused_before_alloc
 def test_get_teacher_ignores_such_a_checkpoint_instead_of_crashing(tmp_path, monkeypatch, capsys):
     from distill_lib import teachers
 
-    path = forged(tmp_path, (2 ** 21, 1024))
+    path = forged(tmp_path, (2 ** 30, 1024))  # 4 TiB: no machine allocates it
     monkeypatch.setattr(teachers, "train_teacher", lambda *a, **k: pytest.fail("no training in this test"))
     assert teachers._try_load(path, {}) is None
-    assert "ignoring teacher checkpoint" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ignoring teacher checkpoint" in out and "refused before allocating" in out
 
 
-def test_a_cached_teacher_output_declaring_gigabytes_is_recomputed_not_allocated(tmp_path):
+def test_a_cached_teacher_output_declaring_gigabytes_is_recomputed_not_allocated(tmp_path, monkeypatch):
     teacher, train = dl.build_model("mlp-small"), data()
     first = cache.teacher_logits(teacher, train)
     [stored] = (tmp_path / "cache" / "teacher-outputs").glob("*.pt")
@@ -292,8 +293,11 @@ def test_a_cached_teacher_output_declaring_gigabytes_is_recomputed_not_allocated
     payload["logits"] = torch.zeros(1).expand(len(train), 2 ** 26)  # 8 GiB declared in 4 bytes
     torch.save(payload, stored)
     cache.clear_cache()
+    digested, digest = [], cache._tensor_sha256  # the digest is what would copy (allocate) it
+    monkeypatch.setattr(cache, "_tensor_sha256", lambda tensor: digested.append(tensor.numel()) or digest(tensor))
     assert torch.equal(cache.teacher_logits(teacher, train), first)
     assert cache.cache_info()["misses"] == 1  # recomputed, not trusted
+    assert max(digested) == first.numel()  # only the recomputed logits were digested
 
 
 def test_a_teacher_outputs_cache_path_that_is_a_file_is_named_clearly(tmp_path, capsys):
@@ -302,3 +306,34 @@ def test_a_teacher_outputs_cache_path_that_is_a_file_is_named_clearly(tmp_path, 
     cache.teacher_logits(dl.build_model("mlp-small"), data())
     out = capsys.readouterr().out
     assert "teacher-outputs is a regular file, not a directory" in out and "Errno" not in out
+
+
+# ---------------------------------------------------------------- more of the same classes
+
+@pytest.mark.parametrize("value", ["no", "False", 1, None])
+def test_every_switch_must_be_a_real_boolean(value, tmp_path):
+    refused(lambda: dl.Augment(flip=value), "flip must be True or False", repr(value))
+    (tmp_path / "cache" / "teacher-outputs").mkdir(parents=True)
+    kept = tmp_path / "cache" / "teacher-outputs" / "kept.pt"
+    kept.write_bytes(b"x")
+    refused(lambda: cache.clear_cache(disk=value), "disk must be True or False")
+    assert kept.exists()  # clear_cache(disk="no") deletes nothing
+    refused(lambda: cache.teacher_logits(dl.build_model("mlp-small"), data(), persist=value), "persist")
+
+
+def test_numpy_integers_everywhere_a_seed_or_count_is_taken():
+    train = data(n=60)
+    assert torch.equal(train.stratified(np.int64(3), seed=np.int64(1)).labels, train.stratified(3, seed=1).labels)
+    from distill_lib.teachers import cached_teacher_path
+    assert cached_teacher_path("quick", np.int64(4)) == cached_teacher_path("quick", 4)
+    loss = lambda s, t, y, T, a: (1 - a) * F.cross_entropy(s, y) + a * T ** 2 * F.kl_div(
+        F.log_softmax(s / T, -1), F.log_softmax(t / T, -1), reduction="batchmean", log_target=True)
+    assert dl.audit_kd_loss(loss, num_classes=np.int64(10), batch_size=np.int32(16), seed=np.int64(2)).ok
+
+
+def test_the_demo_checks_its_seed_before_fetching_a_teacher(monkeypatch):
+    from distill_lib import demo
+
+    monkeypatch.setattr(demo, "get_teacher", lambda *a, **k: pytest.fail("the teacher was fetched first"))
+    refused(lambda: demo.run_demo(seed=-1, epochs=1), "seed must be an integer >= 0")
+    refused(lambda: demo.run_demo(seed=2 ** 64, epochs=1), "2**63 - 1")

@@ -68,6 +68,12 @@ def decimal_dkd(s, t, labels, T, tckd_weight, nckd_weight) -> float:
         return float(T * T * (Decimal(tckd_weight) * tckd + Decimal(nckd_weight) * nckd) / len(s))
 
 
+def float32_rtol(T) -> float:
+    """Float32 inputs: up to T = 20 the plain float32 formulas are kept on purpose (the measured
+    notebooks' numbers stay the same), rounding about T^2 * 1e-8; above, computed in float64."""
+    return 1e-5 if T <= 20 else 2e-6
+
+
 def limit_kd(s, t) -> float:
     d = t.double() - s.double()
     return float(0.5 * (d - d.mean(-1, keepdim=True)).pow(2).mean(-1).mean())
@@ -76,7 +82,7 @@ def limit_kd(s, t) -> float:
 @pytest.mark.parametrize("T", TEMPERATURES)
 def test_kd_loss_matches_a_60_digit_oracle_at_every_temperature(T):
     s, t, _ = sample()
-    for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+    for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, float32_rtol(T))):
         value = kd_loss(s.to(dtype), t.to(dtype), None, temperature=T, alpha=1.0)
         exact = decimal_kd(s.to(dtype), t.to(dtype), T)
         assert abs(float(value) - exact) <= rtol * exact, (T, dtype, float(value), exact)
@@ -85,17 +91,19 @@ def test_kd_loss_matches_a_60_digit_oracle_at_every_temperature(T):
 @pytest.mark.parametrize("T", TEMPERATURES)
 def test_mse_soft_matches_a_60_digit_oracle_at_every_temperature(T):
     s, t, y = sample()
-    value = kd_loss(s.double(), t.double(), y, temperature=T, alpha=1.0, kind="mse-soft")
-    exact = decimal_mse_soft(s.double(), t.double(), T)
-    assert abs(float(value) - exact) <= 1e-12 * exact
+    for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, float32_rtol(T))):
+        value = kd_loss(s.to(dtype), t.to(dtype), y, temperature=T, alpha=1.0, kind="mse-soft")
+        exact = decimal_mse_soft(s.to(dtype), t.to(dtype), T)
+        assert abs(float(value) - exact) <= rtol * exact, (T, dtype, float(value), exact)
 
 
 @pytest.mark.parametrize("T", TEMPERATURES)
 def test_dkd_loss_matches_a_60_digit_oracle_at_every_temperature(T):
     s, t, y = sample()
-    value = dkd_loss(s.double(), t.double(), y, temperature=T, tckd_weight=1.0, nckd_weight=8.0)
-    exact = decimal_dkd(s.double(), t.double(), y, T, 1.0, 8.0)
-    assert abs(float(value) - exact) <= 1e-11 * exact, (float(value), exact)
+    for dtype, rtol in ((torch.float64, 1e-11), (torch.float32, float32_rtol(T))):
+        value = dkd_loss(s.to(dtype), t.to(dtype), y, temperature=T, tckd_weight=1.0, nckd_weight=8.0)
+        exact = decimal_dkd(s.to(dtype), t.to(dtype), y, T, 1.0, 8.0)
+        assert abs(float(value) - exact) <= rtol * exact, (T, dtype, float(value), exact)
     tckd_only = dkd_loss(s.double(), t.double(), y, temperature=T, tckd_weight=1.0, nckd_weight=0.0)
     exact_tckd = decimal_dkd(s.double(), t.double(), y, T, 1.0, 0.0)
     assert abs(float(tckd_only) - exact_tckd) <= 1e-10 * exact_tckd

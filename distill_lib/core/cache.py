@@ -157,6 +157,7 @@ def cache_info() -> dict:
 
 def clear_cache(disk: bool = False) -> None:
     """Forget the in-memory outputs (and, with ``disk=True``, the files on disk too)."""
+    checks.boolean("disk", disk)  # clear_cache(disk="no") must not delete anything
     _entries.clear()
     _stats.update(hits=0, disk_hits=0, misses=0)
     if disk:

@@ -73,7 +73,8 @@ class Dataset:
         """``per_class`` random images of every class (seeded; file order kept); None: all of them."""
         if per_class is None:
             return self
-        checks.positive_int("per_class", per_class)
+        per_class = checks.positive_int("per_class", per_class)
+        seed = checks.non_negative_int("seed", seed)  # a Python int: torch's Generator refuses numpy's
         picked = stratified_indices(self.labels, per_class, torch.Generator().manual_seed(seed))
         return self.subset(picked, name=f"{self.name} ({per_class} per class)")
 
