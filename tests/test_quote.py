@@ -224,3 +224,15 @@ def test_quote_still_quotes_a_partial_run(tmp_path):
     table = readme.read_text()
     assert "| `09_lesson` | KD vs alone, accuracy | +2.00 (+1.50 to +2.50)" in table
     assert "| `08_first` | KD vs alone, accuracy | +1.33" in table
+
+
+def test_quote_writes_a_linked_readme_through_its_link(tmp_path):
+    import os
+
+    notebooks, runs, readme = workbench(tmp_path)
+    (tmp_path / "docs").mkdir()
+    target = tmp_path / "docs" / "README.md"
+    readme.rename(target)
+    os.symlink(target, readme)
+    assert quote(runs, notebooks, readme)[-1] == "README.md"
+    assert readme.is_symlink() and "| `09_lesson` |" in target.read_text()

@@ -234,3 +234,34 @@ def test_the_summary_says_so_when_a_headline_is_missing_or_malformed():
     assert "(headline in metrics.json is malformed)" in format_summary([result({"effect_mean": "a lot"})])
     with_margin = format_summary([result({**HEADLINE, "margin": 0.005, "verdict": "gain"})])
     assert "+1.67 points (95% CI +1.48 to +1.86, margin 0.50), 3 seeds: gain" in with_margin
+
+
+# ---------------------------------------------------------------- more of the same classes
+
+def test_a_lock_file_that_is_a_link_to_a_users_file_is_never_opened_through(tmp_path, capsys):
+    diary = tmp_path / "diary.txt"
+    diary.write_text("dear diary\n")
+    run_dir = tmp_path / "out" / "plain"
+    run_dir.mkdir(parents=True)
+    os.symlink(diary, run_dir / ".run.lock")
+    code, _, stderr = run_main(capsys, "run", PLAIN, "--out", tmp_path / "out")
+    assert code == 2 and "was not made by this runner" in stderr, stderr
+    spec = RunSpec(notebook=str(PLAIN), run_dir=str(run_dir), name="plain", params={})
+    result = execute_run(spec)  # a RunSpec made by hand (a Dask worker's): not started either
+    assert result.status == "failed" and "not started" in result.error
+    os.unlink(run_dir / ".run.lock")
+    os.link(diary, run_dir / ".run.lock")  # a hard link: the same
+    result = execute_run(spec)
+    assert result.status == "failed" and "not started" in result.error
+    assert diary.read_text() == "dear diary\n"
+
+
+@pytest.mark.parametrize("call", [
+    lambda out: run_notebooks([PLAIN], out=out, log_output="yes"),
+    lambda out: __import__("distill_lib.batch.sweep", fromlist=["sweep"]).sweep(PROBE, {"x": [1, 2]}, out=out,
+                                                                                 force="no"),
+])
+def test_switches_of_the_python_api_must_be_booleans(call, tmp_path):
+    with pytest.raises(ValueError, match="must be True or False"):
+        call(tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -22,6 +22,7 @@ import math
 import os
 import shlex
 import socket
+import stat
 import struct
 import sys
 import uuid
@@ -52,6 +53,13 @@ def check_jobs(jobs) -> int:
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"--jobs {_shown(jobs)} is refused: give a whole number >= 1 (runs at once)")
     return jobs
+
+
+def check_switches(**switches) -> None:
+    """Each of ``switches`` must be True or False: ``force="no"`` would be true in Python."""
+    for name, value in switches.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
 
 
 def check_kernel(kernel, pinned: str) -> str:
@@ -144,7 +152,7 @@ def refuse_foreign_directory(folder: Path, what: str, marks, owner_files=()) -> 
         return
     except OSError as error:
         raise ValueError(f"{shown} cannot be read ({_reason(error)}); choose another --out") from None
-    if any(mark in names for mark in marks):
+    if any(mark in names and _own_file(Path(folder) / mark) for mark in marks):
         return
     clashing = [name for name in names if name in owner_files] if owner_files else names
     if clashing:
@@ -152,6 +160,16 @@ def refuse_foreign_directory(folder: Path, what: str, marks, owner_files=()) -> 
         raise ValueError(f"{shown} already exists and was not made by this runner (it holds {listed}, and "
                          f"no {marks[0]}); the runner does not write over files it did not create: choose "
                          "another --out, or move that folder away")
+
+
+def _own_file(path: Path) -> bool:
+    """A regular file with no other name: not a link to something elsewhere (a lock file is
+    opened for writing, so a link would let the runner truncate a file it did not make)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
 
 
 def _exists(path: Path) -> bool:
@@ -304,8 +322,13 @@ class DirectoryLock:
         self.previous: dict = {}  # the record a holder that died without releasing left behind
 
     def acquire(self) -> "DirectoryLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # O_NOFOLLOW, and a single name: the record below truncates the file, which must be ours.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                raise OSError(f"{self.path} is not a lock file of the runner's (it has other names or "
+                              "is not a regular file); remove it")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_record(fd)

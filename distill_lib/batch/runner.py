@@ -10,8 +10,13 @@ Run directory layout: ``<run_dir>/<notebook>.ipynb`` (executed, with outputs), `
 log), ``.run.lock`` (who owns the directory). Parameters flow one way: only names the notebook
 declares in its ``parameters`` cell are accepted, parsed to the declared type before anything runs.
 
-Ownership: a run holds an ``flock`` on ``.run.lock`` while it runs, so a second runner is
-refused instead of both writing one directory. The papermill child and the kernel of the default
+Ownership: the runner writes only in run directories it made. A planned run directory must be
+new, empty or hold ``.run.lock``; no two runs share one; none of the runner's files there may be
+an input notebook (:func:`check_run_dirs`). Its files from an earlier run are removed before the
+run, so a link left at one of their names is replaced, never written through. A run holds an
+``flock`` on ``.run.lock`` while it runs, so a second runner is refused instead of both writing
+one directory; a directory deleted or replaced meanwhile fails the run, and nothing more is
+written there. The papermill child and the kernel of the default
 kernelspec get ``PR_SET_PDEATHSIG`` (Linux), so a runner killed with SIGKILL takes them along;
 both also carry the owner's token in their environment, and a later owner of the directory kills
 any process still carrying a dead owner's token before it starts (kernels of other kinds, hosts
@@ -38,8 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .console import say
-from .guards import (DirectoryBusy, DirectoryLock, busy_error, check_kernel, check_out_dir, check_timeout,
-                     holder_of, kill_processes_with_token, refuse_foreign_directory)
+from .guards import (DirectoryBusy, DirectoryLock, busy_error, check_kernel, check_out_dir, check_switches,
+                     check_timeout, holder_of, kill_processes_with_token, refuse_foreign_directory)
 from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters, check_settings,
                               check_profile, describe_parameters, injected_parameters,
                               notebook_parameters, resolve_notebooks)
@@ -469,6 +474,7 @@ def check_options(profile, names, timeout, kernel) -> float:
 def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> list[RunSpec]:
     """The run specs, with every parameter checked; raises ``ValueError`` before anything runs."""
     timeout = check_options(profile, params, timeout, kernel)
+    check_switches(log_output=log_output)
     declared_by = {path: notebook_parameters(path) for path in paths}
     orphans = [name for name in params if not any(name in d for d in declared_by.values())]
     if orphans:  # strict for one notebook; for several, a name must be known to one of them

@@ -29,7 +29,8 @@ from ..core.stats import mean_interval
 from ..core.results import (flatten_numbers, headline_of, read_metrics_checksummed, to_jsonable, write_atomic,
                             write_text_atomic)
 from .console import say
-from .guards import DirectoryLock, check_jobs, check_out_dir, connect_cluster, refuse_foreign_directory
+from .guards import (DirectoryLock, check_jobs, check_out_dir, check_switches, connect_cluster,
+                     refuse_foreign_directory)
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
                      _unrecorded, check_options, check_parameters, check_run_dirs, check_settings, execute_run,
                      injected_parameters, notebook_parameters, progress_word, resolve_notebooks, same_file)
@@ -69,6 +70,7 @@ def sweep(notebook, grid: dict[str, list], *, seeds=None, profile: str = "quick"
     no run has) is listed in ``SweepResult.problems``.
     """
     check_jobs(jobs)
+    check_switches(force=force, log_output=log_output)
     path = resolve_notebooks([notebook], notebooks_dir)[0]
     out = Path(out) if out else Path("runs") / "sweeps" / path.stem
     specs, swept = plan_sweep(path, grid, seeds=seeds, params=params or {}, profile=profile,

@@ -98,7 +98,7 @@ def replace_files(texts: dict) -> None:
     staged = []  # (path, its old bytes or None, the temp file with its new text)
     try:
         for path, text in texts.items():
-            path = Path(path)
+            path = Path(os.path.realpath(path))  # a README that is a link: its target is the file
             old = path.read_bytes() if path.exists() else None
             data = text.encode("utf-8")
             staged.append((path, old, _write_temp(path, lambda handle, data=data: handle.write(data), 0o644)))
