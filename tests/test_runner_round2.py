@@ -8,7 +8,6 @@ Fixture notebooks as in tests/test_runner.py (no torch: a run costs a kernel sta
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import threading

@@ -23,10 +23,10 @@ from pathlib import Path
 from ..core import stats
 from ..core.results import METRICS_FILE, replace_files
 from ..core.stats import headline_line, parse_headline_line
+from .runner import RUN_FILE
 
 README_START, README_END = "<!-- headlines:start -->", "<!-- headlines:end -->"
 QUOTED_PROFILE = "quick"  # what the first cells and the README table state; see the module docstring
-RUN_FILE = "run.json"
 
 
 def where_measured(record: dict) -> str:
