@@ -17,10 +17,10 @@ def run_demo(*, student: str = "mlp-hinton", epochs: int = 20, temperature: floa
              seed: int = 0, device="auto", progress=None) -> dict:
     """Train two identical students (labels only, and with the teacher); return all accuracies."""
     checks.one_of("student", student, list(MODEL_PRESETS))
-    checks.positive_int("epochs", epochs)
+    epochs, seed = checks.positive_int("epochs", epochs), checks.non_negative_int("seed", seed)
     checks.positive_number("temperature", temperature)
     checks.fraction("alpha", alpha)
-    device = resolve_device(device)
+    device = resolve_device(device)  # all before the teacher is fetched (or trained)
     train_set, test_set = load_dataset("fashion-mnist-mini"), load_dataset("fashion-mnist-mini", split="test")
     started = time.perf_counter()
     teacher, info = get_teacher("quick", device=device, progress=progress)

@@ -77,15 +77,16 @@ class History:
 
 
 # ------------------------------------------------------------------ checks and factories
-def check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule) -> None:
-    """The checks every training call makes before any work."""
-    checks.positive_int("epochs", epochs)
-    checks.positive_int("batch_size", batch_size)
+def check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule) -> tuple:
+    """The checks every training call makes before any work; returns ``(epochs, batch_size, seed)``
+    as Python ints (numpy integers pass the checks, but torch's schedulers and generators refuse them)."""
+    counts = (checks.positive_int("epochs", epochs), checks.positive_int("batch_size", batch_size))
     checks.positive_number("lr", lr)
     checks.non_negative_number("weight_decay", weight_decay)
-    checks.non_negative_int("seed", seed)
+    seed = checks.non_negative_int("seed", seed)
     checks.one_of("optimizer", optimizer, OPTIMIZERS)
     checks.one_of("schedule", schedule, SCHEDULES)
+    return (*counts, seed)
 
 
 def make_optimizer(params, name, lr, weight_decay):
@@ -104,15 +105,15 @@ def make_schedule(optimizer, name, lr, total_steps):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-def output_size(model, example: torch.Tensor) -> int:
+def output_size(model, example: torch.Tensor, name: str = "the model") -> int:
     """Number of classes a model predicts, read off one forward pass in eval mode."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            logits = model(example[:1].to(next(model.parameters()).device))
+            logits = checks.model_output(name, model(example[:1].to(next(model.parameters()).device)))
     except RuntimeError as error:  # wrong input shape or dtype for this model
-        raise ValueError(f"the model cannot take the dataset's images (shape {tuple(example.shape[1:])}, "
+        raise ValueError(f"{name} cannot take the dataset's images (shape {tuple(example.shape[1:])}, "
                          f"dtype {example.dtype}): {str(error).splitlines()[0]}") from None
     finally:
         model.train(was_training)
@@ -141,9 +142,9 @@ def _check_inputs(student, train_set, method, teacher, eval_set, cache_teacher, 
 def _class_count(student, teacher, train_set, eval_set, method) -> int:
     """The classes the student predicts; teacher and labels must agree with it."""
     device = next(student.parameters()).device
-    classes = output_size(student.to(device), train_set.images)
+    classes = output_size(student.to(device), train_set.images, "student")
     if teacher is not None:
-        checks.same_class_count(classes, output_size(teacher, train_set.images))
+        checks.same_class_count(classes, output_size(teacher, train_set.images, "teacher"))
     for name, data in (("train_set", train_set), ("eval_set", eval_set)):
         if data is not None:
             checks.class_labels(f"{name}.labels", data.labels, classes, allow_unlabelled=name == "train_set")
@@ -242,7 +243,7 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
     before any work; a non-finite loss or a method's stop raises :class:`TrainingDiverged`
     carrying the History of the finished epochs.
     """
-    check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
+    epochs, batch_size, seed = check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
     _check_inputs(student, train_set, method, teacher, eval_set, cache_logits, augment)
     if not isinstance(eval_every_epoch, bool):
         raise ValueError(f"eval_every_epoch must be True or False; got {eval_every_epoch!r}")
@@ -284,7 +285,7 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
                                                     teacher_features=teacher_features, student_stages=student_stages)
                 except FloatingPointError as error:
                     raise TrainingDiverged(f"{desc}: {error} at epoch {epoch}, step {step}; training stopped. "
-                                           f"Try a lower lr (now {lr}) or check the inputs.", history) from None
+                                           f"{_divergence_advice(teacher_logits, lr)}", history) from None
                 sched.step()
                 means.add(loss, parts, stats)
                 bar.update(1)
@@ -300,6 +301,14 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
                 raise TrainingDiverged(f"{desc}: {stop}", history) from None
     history.final = dict(metrics)
     return history
+
+
+def _divergence_advice(teacher_logits, lr) -> str:
+    """What to do about a non-finite loss: a teacher that emits NaN is broken, and no lr fixes it."""
+    if teacher_logits is not None and not bool(torch.isfinite(teacher_logits).all()):
+        return ("The teacher's logits for this batch hold NaN or inf: the teacher is broken (its weights), "
+                "not the student's training; a lower lr will not help.")
+    return f"Try a lower lr (now {lr}) or check the inputs."
 
 
 def _progress_fields(metrics: dict) -> dict:

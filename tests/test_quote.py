@@ -59,3 +59,180 @@ def test_quote_refuses_an_unfinished_run_and_a_readme_without_markers(tmp_path):
     (tmp_path / "README.md").write_text("no markers\n")
     with pytest.raises(ValueError, match="headlines:start"):
         quote(runs, notebooks, tmp_path / "README.md")
+
+
+# ------------------------------------------------------------------ all or nothing (issue 22)
+import hashlib  # noqa: E402
+
+from distill_lib.batch.cli import main  # noqa: E402
+
+STEMS = ("08_first", "09_lesson")
+
+
+def workbench(tmp_path):
+    """Two notebooks, a finished quick run of each, and a README with the markers."""
+    notebooks, runs = tmp_path / "notebooks", tmp_path / "runs"
+    notebooks.mkdir()
+    for stem in STEMS:
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(FIRST_CELL)]),
+                       notebooks / f"{stem}.ipynb")
+        write_run(runs / stem)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- headlines:start -->\nold\n<!-- headlines:end -->\nrest\n")
+    return notebooks, runs, readme
+
+
+def write_run(run_dir, profile="quick", **headline_changes):
+    comparison = stats.paired([0.86, 0.87, 0.85], [0.85, 0.85, 0.84], seeds=[0, 1, 2])
+    headline = {**stats.headline("KD vs alone, accuracy", "accuracy", comparison), **headline_changes}
+    write_metrics(run_dir, params={"profile": profile, "threads": 2, "machine": "2-core CPU"},
+                  metrics={"headline": headline})
+    (run_dir / "run.json").write_text(json.dumps({"status": "ok", "wall_s": 41.6}))
+
+
+def digests(*folders_or_files) -> dict:
+    found = {}
+    for item in folders_or_files:
+        for path in ([item] if item.is_file() else sorted(item.rglob("*"))):
+            if path.is_file():
+                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def break_second_run_status(runs, readme):
+    (runs / STEMS[1] / "run.json").write_text(json.dumps({"status": "failed", "wall_s": 3.0}))
+
+
+def break_readme_markers(runs, readme):
+    readme.write_text("no markers here\n")
+
+
+def remove_readme(runs, readme):
+    readme.unlink()
+
+
+def break_verdict(runs, readme):
+    write_run(runs / STEMS[1], verdict="huge win")
+
+
+def metrics_a_list(runs, readme):
+    (runs / STEMS[1] / "metrics.json").write_text("[1, 2, 3]")
+
+
+def effect_a_string(runs, readme):
+    write_run(runs / STEMS[1], effect_mean="0.0167")
+
+
+def interval_missing(runs, readme):
+    write_run(runs / STEMS[1], effect_ci95=[None, None])
+
+
+def a_full_profile_run(runs, readme):
+    write_run(runs / STEMS[1], profile="full")
+
+
+def metrics_not_json(runs, readme):
+    (runs / STEMS[1] / "metrics.json").write_text("{cut off")
+
+
+def run_json_missing(runs, readme):
+    (runs / STEMS[1] / "run.json").unlink()
+
+
+def claim_breaking_the_line(runs, readme):
+    write_run(runs / STEMS[1], claim="KD: **+9.99 points (95% CI +9.00 to +10.00)**, 3 seeds: gain. Really")
+
+
+BROKEN = {  # what breaks the second notebook's input -> words of the refusal
+    "its run failed": (break_second_run_status, ["did not finish ok", "'failed'"]),
+    "README without markers": (break_readme_markers, ["headlines:start"]),
+    "README missing": (remove_readme, ["README", "does not exist", "--readme"]),
+    "an invalid verdict": (break_verdict, ["verdict", "'huge win'"]),
+    "metrics.json holds a list": (metrics_a_list, ["metrics.json", "must be a JSON object", "list"]),
+    "effect_mean a string": (effect_a_string, ["effect_mean", "'0.0167'"]),
+    "no interval": (interval_missing, ["effect_ci95"]),
+    "a full-profile run": (a_full_profile_run, ["profile 'full'", "'quick' profile only"]),
+    "metrics.json cut off": (metrics_not_json, ["metrics.json", "not valid JSON"]),
+    "run.json missing": (run_json_missing, ["run.json", "does not exist"]),
+    "a claim that breaks the quoted line": (claim_breaking_the_line, ["cannot be quoted"]),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_quote_writes_nothing_when_any_input_is_wrong(case, tmp_path, capsys):
+    notebooks, runs, readme = workbench(tmp_path)
+    breaks, words = BROKEN[case]
+    breaks(runs, readme)
+    before = digests(notebooks, tmp_path / "README.md") if readme.exists() else digests(notebooks)
+    code = main(["quote", str(runs), "--notebooks-dir", str(notebooks), "--readme", str(readme)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, f"{word!r} not in {err!r}"
+    after = digests(notebooks, tmp_path / "README.md") if readme.exists() else digests(notebooks)
+    assert after == before  # in particular 08_first.ipynb, which sorts first, is untouched
+
+
+def test_quote_restores_every_file_when_a_later_write_fails(tmp_path, monkeypatch, capsys):
+    import os
+
+    notebooks, runs, readme = workbench(tmp_path)
+    before = digests(notebooks, readme)
+    real_replace, calls = os.replace, []
+
+    def fail_on_the_third(source, target):
+        calls.append(target)
+        if len(calls) == 3:  # the README, after both notebooks were replaced
+            raise OSError(28, "No space left on device", str(target))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", fail_on_the_third)
+    code = main(["quote", str(runs), "--notebooks-dir", str(notebooks), "--readme", str(readme)])
+    err = capsys.readouterr().err
+    assert code == 1 and "no file was changed" in err, err
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert digests(notebooks, readme) == before
+    assert not [p for p in tmp_path.rglob(".*.tmp")]  # no temp file left behind
+
+
+@pytest.mark.parametrize("runs_dir", ["missing", "empty", "unrelated", "a file", "the notebooks"])
+def test_quote_refuses_a_runs_dir_that_holds_no_run(runs_dir, tmp_path, capsys):
+    notebooks, runs, readme = workbench(tmp_path)
+    before = digests(notebooks, readme)
+    target = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "unrelated": tmp_path / "other",
+              "a file": readme, "the notebooks": notebooks}[runs_dir]
+    if runs_dir == "empty":
+        target.mkdir()
+    if runs_dir == "unrelated":
+        (target / "photos").mkdir(parents=True)
+        (target / "notes.txt").write_text("x")
+    code = main(["quote", str(target), "--notebooks-dir", str(notebooks), "--readme", str(readme)])
+    err = capsys.readouterr().err
+    assert code == 2 and "RUNS_DIR" in err and "nothing to change" not in err and "Traceback" not in err, err
+    assert digests(notebooks, readme) == before
+
+
+def test_quote_still_quotes_a_partial_run(tmp_path):
+    """A run of one notebook (`run 09`) quotes that notebook; the README table reads the other
+    notebook's earlier quote (and refuses when there is none, tested above)."""
+    notebooks, runs, readme = workbench(tmp_path)
+    assert quote(runs, notebooks, readme) == ["08_first.ipynb", "09_lesson.ipynb", "README.md"]
+    import shutil
+    shutil.rmtree(runs / STEMS[0])
+    write_run(runs / STEMS[1], effect_mean=0.02, effect_ci95=[0.015, 0.025])
+    assert quote(runs, notebooks, readme) == ["09_lesson.ipynb", "README.md"]
+    table = readme.read_text()
+    assert "| `09_lesson` | KD vs alone, accuracy | +2.00 (+1.50 to +2.50)" in table
+    assert "| `08_first` | KD vs alone, accuracy | +1.33" in table
+
+
+def test_quote_writes_a_linked_readme_through_its_link(tmp_path):
+    import os
+
+    notebooks, runs, readme = workbench(tmp_path)
+    (tmp_path / "docs").mkdir()
+    target = tmp_path / "docs" / "README.md"
+    readme.rename(target)
+    os.symlink(target, readme)
+    assert quote(runs, notebooks, readme)[-1] == "README.md"
+    assert readme.is_symlink() and "| `09_lesson` |" in target.read_text()

@@ -9,9 +9,11 @@ Examples::
 
 Exit status: 0 when every run succeeded, 1 when any failed or the sweep could not do its own
 part (results.csv or the figure not written, a --metric no run has), 2 for a refused command line
-(unknown or repeated parameter, unparsable value, unknown notebook or kernel, a bad --timeout,
---jobs or --cluster, an --out that cannot be written or that another runner holds: nothing was
-run), 130 after Ctrl-C or SIGTERM.
+(unknown or repeated parameter, unparsable value, unknown notebook or kernel, a file that is no
+notebook, a bad --timeout, --jobs or --cluster, an --out that cannot be written, that another
+runner holds, or whose run directories the runner did not make: nothing was run), 130 after
+Ctrl-C or SIGTERM. ``quote`` exits 2 when an input is refused and 1 when a write fails; either
+way no file has changed.
 
 Adding a subcommand: write ``_NAME_arguments(parser)`` and ``_NAME_command(args) -> int`` and
 register them in ``SUBCOMMANDS``.

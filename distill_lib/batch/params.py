@@ -35,6 +35,7 @@ def notebook_parameters(notebook) -> dict[str, dict]:
     """
     import papermill  # ~2 s to import: only when a notebook is actually inspected
 
+    read_notebook(notebook)  # a file that is no notebook is refused here, not in papermill's traceback
     try:
         declared = papermill.inspect_notebook(str(notebook))
     except ValueError as error:  # e.g. no kernelspec in the notebook's metadata
@@ -49,11 +50,27 @@ def notebook_parameters(notebook) -> dict[str, dict]:
     return declared
 
 
-def _assigned_names(notebook) -> dict[str, str]:
-    """Names assigned at the top of the ``parameters`` cell -> their source line."""
+def read_notebook(notebook):
+    """The notebook at ``notebook`` (nbformat v4), checked against the notebook schema; ``ValueError``
+    saying what the file is instead (unreadable, not JSON, JSON that is no notebook)."""
     import nbformat
 
-    cells = nbformat.read(str(notebook), as_version=4).cells
+    path = Path(notebook)
+    try:
+        node = nbformat.read(str(path), as_version=4)
+        nbformat.validate(node)
+    except OSError as error:
+        raise ValueError(f"notebook {str(path)!r} cannot be read ({error.strerror or error})") from None
+    except Exception as error:  # JSON errors, nbformat's own validation and reader errors
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{str(path)!r} is not a Jupyter notebook (nbformat 4): {reason[:200]}; give a "
+                         f".ipynb file saved by Jupyter") from None
+    return node
+
+
+def _assigned_names(notebook) -> dict[str, str]:
+    """Names assigned at the top of the ``parameters`` cell -> their source line."""
+    cells = read_notebook(notebook).cells
     source = next((c.source for c in cells if "parameters" in c.metadata.get("tags", [])), "")
     try:
         tree = ast.parse(source)

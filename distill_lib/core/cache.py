@@ -41,7 +41,8 @@ from pathlib import Path
 import torch
 
 from . import checks
-from .checkpoints import CheckpointError, refuse_non_regular, state_dict_sha256
+from .checkpoints import CheckpointError, prepare_directory, refuse_non_regular, refuse_oversized, state_dict_sha256
+from .device import resolve_device
 from .evaluate import predict_logits, predict_outputs
 from .results import write_atomic
 
@@ -107,6 +108,8 @@ def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: in
     """
     refuse_with_augmentation(augment)
     checks.positive_int("batch_size", batch_size)
+    checks.boolean("persist", persist)
+    device = resolve_device(device)
     stages = tuple(dict.fromkeys(stages))
     known = list(getattr(teacher, "stages", {}))
     for stage in stages:
@@ -122,11 +125,22 @@ def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: in
     if entry is None:
         _stats["misses"] += 1
         logits, features = predict_outputs(teacher, dataset.images, stages, batch_size=batch_size, device=device)
+        refuse_non_finite(logits)
         entry = TeacherOutputs(logits, features)
         if persist:
             _to_disk(key, logits)
     _remember(key, entry)
     return TeacherOutputs(entry.logits.clone(), {s: entry.features[s].clone() for s in stages})
+
+
+def refuse_non_finite(logits: torch.Tensor) -> None:
+    """Teacher outputs with NaN or inf would make every student's loss NaN; the fault is the
+    teacher's (diverged or damaged weights), so it is named here, before any student trains."""
+    bad = int((~torch.isfinite(logits)).sum())
+    if bad:
+        raise ValueError(f"the teacher's logits hold {bad} non-finite values (NaN or inf) of {logits.numel()}: "
+                         f"the teacher itself is broken (diverged or damaged weights), not the student's "
+                         f"training; check it with dl.evaluate(teacher, test_set) or load another one")
 
 
 def teacher_logits(teacher, dataset, *, device="cpu", batch_size: int = 1024, augment=None,
@@ -143,6 +157,7 @@ def cache_info() -> dict:
 
 def clear_cache(disk: bool = False) -> None:
     """Forget the in-memory outputs (and, with ``disk=True``, the files on disk too)."""
+    checks.boolean("disk", disk)  # clear_cache(disk="no") must not delete anything
     _entries.clear()
     _stats.update(hits=0, disk_hits=0, misses=0)
     if disk:
@@ -206,8 +221,10 @@ def _from_disk(key, teacher, dataset):
         payload = torch.load(path, map_location="cpu", weights_only=True)
         logits = payload["logits"]
         valid = (payload.get("format") == FILE_FORMAT and tuple(payload.get("key", ())) == key
-                 and isinstance(logits, torch.Tensor) and logits.ndim == 2 and len(logits) == len(dataset)
-                 and payload.get("sha256") == _tensor_sha256(logits)
+                 and isinstance(logits, torch.Tensor) and logits.ndim == 2 and len(logits) == len(dataset))
+        if valid:  # before the digest copies it: a few bytes can declare gigabytes (raises if so)
+            refuse_oversized(path, "the stored logits", logits, os.stat(path).st_size)
+        valid = (valid and payload.get("sha256") == _tensor_sha256(logits)
                  and _spot_check(teacher, dataset, logits))
     except Exception:  # absent, truncated, foreign or tampered: recompute
         valid = False
@@ -233,11 +250,11 @@ def _to_disk(key, logits: torch.Tensor) -> None:
     payload = {"format": FILE_FORMAT, "key": list(key), "logits": logits, "sha256": _tensor_sha256(logits)}
     path = _disk_path(key)
     try:
+        prepare_directory(_disk_dir(), "teacher outputs", target=path)  # says what is wrong with the folder
         refuse_non_regular(path, "teacher outputs")
-        _disk_dir().mkdir(parents=True, exist_ok=True)
         write_atomic(path, lambda handle: torch.save(payload, handle))
     except (OSError, CheckpointError) as error:  # a read-only or full cache costs the next process a teacher pass
-        print(f"note: teacher outputs not saved to {_disk_dir()}: {error}")
+        print(f"note: teacher outputs not saved (the next process runs the teacher again): {error}")
 
 
 def _tensor_sha256(tensor: torch.Tensor) -> str:

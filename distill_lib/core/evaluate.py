@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checks
+from .device import resolve_device
 
 
 @torch.inference_mode()
@@ -15,7 +16,7 @@ def predict_logits(model, images: torch.Tensor, *, batch_size: int = 1024, devic
     was_training = model.training
     model.eval()
     try:
-        chunks = [model(images[i:i + batch_size].to(device)).float().cpu()
+        chunks = [checks.model_output("the model", model(images[i:i + batch_size].to(device))).float().cpu()
                   for i in range(0, len(images), batch_size)]
     finally:
         model.train(was_training)
@@ -66,7 +67,7 @@ def metrics_from_logits(logits, labels, teacher_logits=None) -> dict:
     """accuracy, nll, ece, confidence (the mean top-class probability: above accuracy is
     overconfident, below underconfident), and agreement with the teacher's argmax when teacher
     logits are given."""
-    labels = labels.cpu()
+    labels = labels.cpu().long()  # any integer labels; torch's cross-entropy takes int64 only
     metrics = {
         "accuracy": float((logits.argmax(-1) == labels).float().mean()),
         "nll": float(F.cross_entropy(logits.float(), labels)),
@@ -83,6 +84,7 @@ def metrics_from_logits(logits, labels, teacher_logits=None) -> dict:
 
 def evaluate(model, dataset, *, teacher=None, teacher_logits=None, batch_size: int = 1024, device="cpu") -> dict:
     """Accuracy, NLL, ECE of ``model`` on ``dataset``; plus agreement when a teacher is given."""
+    device = resolve_device(device)
     logits = predict_logits(model, dataset.images, batch_size=batch_size, device=device)
     if teacher is not None and teacher_logits is None:
         teacher_logits = predict_logits(teacher, dataset.images, batch_size=batch_size, device=device)
