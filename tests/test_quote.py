@@ -140,7 +140,7 @@ def run_json_missing(runs, readme):
 
 
 def claim_breaking_the_line(runs, readme):
-    write_run(runs / STEMS[1], claim="KD: **+9.99 points (95% CI +9.00 to +10.00)**, 3 seeds: gain. Really")
+    write_run(runs / STEMS[1], claim="KD: **+9.99 points (95% CI +9.00 to +10.00)**, 3 seeds, paired, margin ±0.50 points: gain. Really")
 
 
 BROKEN = {  # what breaks the second notebook's input -> words of the refusal
@@ -236,3 +236,60 @@ def test_quote_writes_a_linked_readme_through_its_link(tmp_path):
     os.symlink(target, readme)
     assert quote(runs, notebooks, readme)[-1] == "README.md"
     assert readme.is_symlink() and "| `09_lesson` |" in target.read_text()
+
+
+# ---------------------------------------------------------------- when does distillation pay
+
+def pays_row(notebook, comparison, kd, alone):
+    from distill_lib.core import pays
+    return pays.regime_row(notebook, comparison, stats.paired(kd, alone, seeds=[0, 1, 2]), student="mlp-small",
+                           student_params=101_770, labels_per_class=100, unlabelled=9_000, teacher="CNN 93.40%",
+                           temperature=4.0, loss="KL, alpha 0.9", test_images=2000)
+
+
+def pays_workbench(tmp_path):
+    """The two-notebook workbench; each run records one row, the second notebook holds the table's cell."""
+    notebooks, runs, readme = workbench(tmp_path)
+    rows = {STEMS[0]: pays_row("08", "KD vs alone", [0.80, 0.81, 0.82], [0.76, 0.77, 0.78]),
+            STEMS[1]: pays_row("09", "KD + x vs KD", [0.800, 0.801, 0.799], [0.800, 0.800, 0.800])}
+    for stem, row in rows.items():
+        record = json.loads((runs / stem / "metrics.json").read_text())
+        write_metrics(runs / stem, params=record["params"], metrics={**record["metrics"], "when_kd_pays": [row]})
+    cells = [nbformat.v4.new_markdown_cell(FIRST_CELL), nbformat.v4.new_markdown_cell(
+        "## When?\n\n<!-- when-kd-pays:start -->\nnot yet\n<!-- when-kd-pays:end -->\n")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), notebooks / f"{STEMS[1]}.ipynb")
+    readme.write_text(readme.read_text() + "\n<!-- when-kd-pays:start -->\nold\n<!-- when-kd-pays:end -->\nend\n")
+    return notebooks, runs, readme
+
+
+def test_quote_writes_the_when_kd_pays_table_into_the_readme_and_the_notebook_cell(tmp_path):
+    from distill_lib.core import pays
+    notebooks, runs, readme = pays_workbench(tmp_path)
+    quote(runs, notebooks, readme)
+    in_readme = pays.parse_table(readme.read_text())
+    in_notebook = pays.parse_table(nbformat.read(notebooks / f"{STEMS[1]}.ipynb", as_version=4).cells[1].source)
+    assert in_readme == in_notebook and set(in_readme) == {("08", "KD vs alone"), ("09", "KD + x vs KD")}
+    # +4.00 points, the same for every seed: a gain; the second row is within the margin: negligible
+    assert in_readme[("08", "KD vs alone")]["mean"] == 4.0 and in_readme[("08", "KD vs alone")]["verdict"] == "gain"
+    assert in_readme[("09", "KD + x vs KD")]["verdict"] == "negligible"
+    assert "| +80 of 2,000 |" in readme.read_text() and readme.read_text().endswith("end\n")
+
+
+def test_a_partial_set_of_runs_leaves_the_when_kd_pays_table_alone(tmp_path):
+    notebooks, runs, readme = pays_workbench(tmp_path)
+    quote(runs, notebooks)  # both first cells quoted, the README left alone
+    import shutil
+    shutil.rmtree(runs / STEMS[0])
+    quote(runs, notebooks, readme)
+    assert "<!-- when-kd-pays:start -->\nold\n<!-- when-kd-pays:end -->" in readme.read_text()
+
+
+def test_a_malformed_when_kd_pays_row_is_refused_and_nothing_is_written(tmp_path):
+    notebooks, runs, readme = pays_workbench(tmp_path)
+    record = json.loads((runs / STEMS[0] / "metrics.json").read_text())
+    record["metrics"]["when_kd_pays"][0]["effect"]["verdict"] = "huge"
+    write_metrics(runs / STEMS[0], params=record["params"], metrics=record["metrics"])
+    before = digests(notebooks, readme)
+    with pytest.raises(ValueError, match="when_kd_pays row cannot be quoted"):
+        quote(runs, notebooks, readme)
+    assert digests(notebooks, readme) == before

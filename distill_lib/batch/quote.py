@@ -4,8 +4,12 @@
 (written by ``python -m distill_lib run``) and rewrites, in each notebook's first cell, the
 paragraph that starts with ``**Headline**`` (the notebook's one paired comparison, with where it
 was measured) and the one that starts with ``**Time:**`` (the runner's wall time); in README.md it
-rewrites the table between ``<!-- headlines:start -->`` and ``<!-- headlines:end -->``. No number
-is typed by hand, and ``tests/test_notebooks.py`` compares the quoted headline with a fresh run.
+rewrites the table between ``<!-- headlines:start -->`` and ``<!-- headlines:end -->``. When every
+notebook has a run in RUNS_DIR it also writes the "when does distillation pay" table (the
+``when_kd_pays`` rows of every run, ``core.pays``) between ``<!-- when-kd-pays:start -->`` and
+``<!-- when-kd-pays:end -->``, in the README and in every notebook cell that holds that pair (06's
+last section). No number is typed by hand, and ``tests/test_notebooks.py`` compares the quoted
+headline (and the notebook's rows) with a fresh run.
 
 All or nothing: every input is read and checked, and every new text made in memory, before the
 first file is written; then all files are replaced together (``core.results.replace_files``). A
@@ -20,12 +24,13 @@ import math
 import re
 from pathlib import Path
 
-from ..core import stats
+from ..core import pays, stats
 from ..core.results import METRICS_FILE, replace_files
 from ..core.stats import headline_line, parse_headline_line
 from .runner import RUN_FILE
 
 README_START, README_END = "<!-- headlines:start -->", "<!-- headlines:end -->"
+PAYS_START, PAYS_END = "<!-- when-kd-pays:start -->", "<!-- when-kd-pays:end -->"
 QUOTED_PROFILE = "quick"  # what the first cells and the README table state; see the module docstring
 
 
@@ -48,20 +53,26 @@ def quote(runs_dir, notebooks_dir, readme=None) -> list[str]:
     runs_dir, notebooks_dir = Path(runs_dir), Path(notebooks_dir)
     notebooks = _notebooks(notebooks_dir)
     runs = _runs(runs_dir, notebooks)
+    # the take-home table needs every notebook's rows: with a partial set of runs it is left alone
+    pays_table = pays.table(_pays_rows(runs, notebooks)) if len(runs) == len(notebooks) else None
     new_texts, first_cells = {}, {}
     for path in notebooks:
         notebook, first = _read_notebook(path)
         if path.stem in runs:
-            updated = quoted_cell(path, first, runs[path.stem])
-            if updated != first:
-                notebook["cells"][0]["source"] = updated.splitlines(keepends=True)
-                new_texts[path] = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
-            first = updated
+            first = quoted_cell(path, first, runs[path.stem])
+            notebook["cells"][0]["source"] = first.splitlines(keepends=True)
+        if pays_table is not None:
+            _fill_pays_cells(path, notebook, pays_table)
+        text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+        if text != path.read_text(encoding="utf-8"):
+            new_texts[path] = text
         first_cells[path] = first
     if readme is not None:
         readme = Path(readme)
         text = _read_readme(readme)
         updated = readme_with_table(readme, text, first_cells)
+        if pays_table is not None and (PAYS_START in updated or PAYS_END in updated):  # the block is optional
+            updated = _between_markers(readme, updated, PAYS_START, PAYS_END, pays_table)
         if updated != text:
             new_texts[readme] = updated
     replace_files(new_texts)
@@ -212,26 +223,72 @@ def _read_readme(readme: Path) -> str:
 def readme_table(notebooks: list, first_cells: dict | None = None) -> str:
     """The README's table of every notebook's quoted headline, read from its first cell (the text
     in ``first_cells`` where given: what ``quote`` is about to write)."""
-    rows = ["| notebook | headline (paired over seeds) | effect, points (95% CI) | verdict |", "|---|---|---|---|"]
+    rows = ["| notebook | headline | effect, points (95% CI) | margin | verdict |", "|---|---|---|---|---|"]
     for path in notebooks:
         first = (first_cells or {}).get(path)
         quoted = parse_headline_line(_read_notebook(path)[1] if first is None else first)
         if quoted is None:
             raise ValueError(f"{path.name}: its first cell quotes no measured headline; run `quote` on it first")
         rows.append(f"| `{path.stem}` | {quoted['claim']} | {quoted['mean']:+.2f} ({quoted['low']:+.2f} to "
-                    f"{quoted['high']:+.2f}), {quoted['n']} seeds | {quoted['verdict']} |")
+                    f"{quoted['high']:+.2f}), {quoted['n']} seeds, {quoted['kind']} | ±{quoted['margin']:.2f} | "
+                    f"{quoted['verdict']} |")
     return "\n".join(rows)
 
 
 def readme_with_table(readme: Path, text: str, first_cells: dict) -> str:
-    """``text`` with the table between the markers rewritten; exactly one pair, in order."""
-    counts = (text.count(README_START), text.count(README_END))
-    if counts != (1, 1) or text.index(README_START) > text.index(README_END):
-        raise ValueError(f"{readme} must hold one {README_START} ... {README_END} block to fill (found "
+    """``text`` with the headline table between its markers rewritten."""
+    return _between_markers(readme, text, README_START, README_END, readme_table(list(first_cells), first_cells))
+
+
+def _between_markers(where, text: str, start: str, end: str, table: str) -> str:
+    """``text`` with ``table`` between ``start`` and ``end``; exactly one pair, in order."""
+    counts = (text.count(start), text.count(end))
+    if counts != (1, 1) or text.index(start) > text.index(end):
+        raise ValueError(f"{where} must hold one {start} ... {end} block to fill (found "
                          f"{counts[0]} start and {counts[1]} end markers)")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    return f"{head}{README_START}\n{readme_table(list(first_cells), first_cells)}\n{README_END}{tail}"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{table}\n{end}{tail}"
+
+
+# ---------------------------------------------------------------- when does distillation pay
+
+def _pays_rows(runs: dict, notebooks: list) -> list:
+    """Every run's ``when_kd_pays`` rows, in notebook order, each checked."""
+    rows = []
+    for path in notebooks:
+        metrics_path = runs[path.stem] / METRICS_FILE
+        record = _object(_json_file(metrics_path, "the run wrote no metrics"), metrics_path, "metrics.json")
+        found = _object(record.get("metrics"), metrics_path, "its 'metrics'").get(pays.KEY, [])
+        if not isinstance(found, list):
+            raise ValueError(f"{metrics_path}: {pays.KEY} must be a list of rows; got {type(found).__name__}")
+        rows += [_checked_row(metrics_path, row) for row in found]
+    return rows
+
+
+def _checked_row(path: Path, row) -> dict:
+    row = _object(row, path, f"each {pays.KEY} row")
+    effect = row.get("effect")
+    fields_ok = (isinstance(effect, dict) and _finite(effect.get("mean")) and isinstance(effect.get("ci95"), list)
+                 and len(effect["ci95"]) == 2 and effect.get("verdict") in stats.VERDICTS
+                 and isinstance(effect.get("differences"), list) and _finite(row.get("test_images")))
+    try:
+        if not fields_ok:
+            raise TypeError("effect or test_images")
+        pays.table([row])  # every field a table cell needs, of the kind it needs
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: a {pays.KEY} row cannot be quoted ({type(error).__name__}: {error}): "
+                         f"{json.dumps(row)[:200]}") from None
+    return row
+
+
+def _fill_pays_cells(path: Path, notebook: dict, table: str) -> None:
+    """Write ``table`` into every markdown cell of ``notebook`` that holds the pays markers."""
+    for cell in notebook.get("cells", []):
+        source = cell.get("source")
+        text = "".join(source) if isinstance(source, list) else source
+        if cell.get("cell_type") == "markdown" and isinstance(text, str) and PAYS_START in text:
+            cell["source"] = _between_markers(path, text, PAYS_START, PAYS_END, table).splitlines(keepends=True)
 
 
 def _replace_paragraph(text: str, start: str, replacement: str) -> str:
