@@ -146,7 +146,9 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
         "train_per_class": Setting(500, None, optional(checks.positive_int)),
         "student": Setting("mlp-hinton", "mlp-hinton", model_name),
         "epochs": Setting(20, 30, checks.positive_int),
-        "n_seeds": Setting(3, 3, checks.positive_int),
+        # 5 seeds: the per-seed gain ranges 0.8-2.3 points over seeds 0-9 on this CPU, and with 3
+        # seeds a window's interval can end near 0; with 5 every window stays clear of it
+        "n_seeds": Setting(5, 3, checks.positive_int),
         "temperature": Setting(4.0, 4.0, checks.positive_number),
         "alpha": Setting(0.9, 0.9, checks.fraction),
         "batch_size": Setting(256, 256),
@@ -219,7 +221,9 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
         "labels_per_class": Setting(100, 100, checks.positive_int),
         "student": Setting("mlp-small", "mlp-small", model_name),
         "epochs": Setting(6, 20, checks.positive_int),  # 6 passes over 10k images: the 60k samples the 5k-image setting had in 12
-        "n_seeds": Setting(3, 3, checks.positive_int),
+        # 5 seeds: KD + adversarial vs KD differs by -0.2 to +0.15 points per seed; 3-seed intervals
+        # reach +-0.45, near the 0.5-point margin, 5-seed ones stay within +-0.25 (seeds 0-9)
+        "n_seeds": Setting(5, 3, checks.positive_int),
         "temperature": Setting(2.0, 2.0, checks.positive_number),
         "alpha": Setting(0.9, 0.9, checks.fraction),
         "adv_weight": Setting(0.05, 0.05, checks.positive_number),
