@@ -233,7 +233,7 @@ def test_grid_settings_and_their_checks():
 
 def test_summary_mean_and_sample_std_over_seeds():
     rows = [dict(student="s", method="kd", loss="kl", temperature=4.0, alpha=0.9, seed=k,
-                 accuracy=a, nll=1.0, ece=0.1, agreement=0.9) for k, a in enumerate([0.80, 0.82, 0.84])]
+                 accuracy=a, nll=1.0, ece=0.1, confidence=0.8, agreement=0.9) for k, a in enumerate([0.80, 0.82, 0.84])]
     (entry,) = grid.summarise(rows)
     assert entry["n"] == 3 and entry["accuracy_mean"] == pytest.approx(0.82)
     assert entry["accuracy_std"] == pytest.approx(0.02)  # sample std of 0.80, 0.82, 0.84
