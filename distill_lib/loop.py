@@ -285,7 +285,8 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
                                                     teacher_features=teacher_features, student_stages=student_stages)
                 except FloatingPointError as error:
                     raise TrainingDiverged(f"{desc}: {error} at epoch {epoch}, step {step}; training stopped. "
-                                           f"{_divergence_advice(teacher_logits, lr)}", history) from None
+                                           f"{_divergence_advice(teacher_logits, lr, first_step=epoch == step == 1)}",
+                                           history) from None
                 sched.step()
                 means.add(loss, parts, stats)
                 bar.update(1)
@@ -303,11 +304,16 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
     return history
 
 
-def _divergence_advice(teacher_logits, lr) -> str:
-    """What to do about a non-finite loss: a teacher that emits NaN is broken, and no lr fixes it."""
+def _divergence_advice(teacher_logits, lr, *, first_step: bool = False) -> str:
+    """What to do about a non-finite loss: a teacher that emits NaN is broken, and a loss that is
+    NaN before the first update comes from the loss itself; no lr fixes either."""
     if teacher_logits is not None and not bool(torch.isfinite(teacher_logits).all()):
         return ("The teacher's logits for this batch hold NaN or inf: the teacher is broken (its weights), "
                 "not the student's training; a lower lr will not help.")
+    if first_step:  # no weight has changed yet: the lr played no part
+        return ("The loss was not finite before the first update, so the learning rate is not the cause: "
+                "check the loss itself for log(0), 0 * log(0) (use torch.special.xlogy or F.kl_div on "
+                "log-probabilities) or a division by zero, and the inputs for NaN.")
     return f"Try a lower lr (now {lr}) or check the inputs."
 
 

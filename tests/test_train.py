@@ -159,3 +159,21 @@ def test_confidence_is_the_mean_top_class_probability():
     logits = torch.log(torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4]]))
     metrics = dl.metrics_from_logits(logits, torch.tensor([0, 1, 0]))
     assert metrics["confidence"] == pytest.approx(0.8, abs=1e-6) and metrics["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_a_loss_that_is_nan_before_any_update_blames_the_loss_not_the_lr(tiny_dataset, teacher):
+    # 0 * log(0): a hand-written KL on a one-hot teacher is NaN at the very first step (notebook 06)
+    class ZeroLogZero(dl.methods.Method):
+        def part_names(self):
+            return ("kl",)
+
+        def forward(self, out):
+            p_t = torch.nn.functional.one_hot(out.teacher_logits.argmax(1), 10).float()
+            p_s = out.student_logits.softmax(1)
+            return {"kl": (p_t * torch.log(p_t / p_s)).sum(1).mean()}
+
+    with pytest.raises(dl.TrainingDiverged) as stopped:
+        dl.train(dl.build_model("mlp-tiny"), tiny_dataset, ZeroLogZero(), teacher=teacher, **FAST)
+    message = str(stopped.value)
+    assert "epoch 1, step 1" in message and "learning rate is not the cause" in message and "0 * log(0)" in message
+    assert "Try a lower lr" not in message
