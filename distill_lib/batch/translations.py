@@ -34,6 +34,7 @@ import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ..core import stats
@@ -318,17 +319,22 @@ def english_diff(english_path: Path, cell_id: str, translated_sha256: str) -> st
     if then is None:
         return f"(the translated version of {cell_id} is not in this repository's git history)\n"
     now = cell_text(current["cells"][index])
+    then, now = (text if text.endswith("\n") else text + "\n" for text in (then, now))  # whole diff lines
     return "".join(difflib.unified_diff(then.splitlines(keepends=True), now.splitlines(keepends=True),
                                         f"{cell_id} as translated", f"{cell_id} now"))
 
 
 def _translated_version(english_path: Path, cell_id: str, sha256: str) -> str | None:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=english_path.parent, capture_output=True, text=True).stdout
+    def git(*args, cwd=english_path.parent):
+        try:
+            return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True).stdout
+        except OSError:  # no git
+            return ""
 
     top = git("rev-parse", "--show-toplevel").strip()
     if not top:
         return None
+    git = partial(git, cwd=top)  # paths in log and show are the repository's
     relative = english_path.relative_to(Path(top).resolve()).as_posix()
     for commit in git("log", "--format=%H", "--", relative).split():
         try:
