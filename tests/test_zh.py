@@ -209,3 +209,54 @@ def test_a_headline_quoted_in_one_edition_only_is_named(workbench):
     found = status_lines(workbench)
     assert len(found) == 1 and found[0].startswith("zh/03_transfer_vs_distillation.ipynb cell 1087edad: headline: "
                                                    "the Chinese first cell quotes")
+
+
+# ---------------------------------------------------------------- README.zh-CN.md
+
+README_EN, README_ZH = ROOT / "README.md", ROOT / "README.zh-CN.md"
+FENCE = re.compile(r"^[ \t]*```sh\n(.*?)^[ \t]*```", re.S | re.M)
+INLINE = re.compile(r"`((?:\.venv/bin/|python3? -m |python3 |bash )[^`]+)`")
+
+
+def commands(text: str) -> tuple[list, list]:
+    """(the command lines of the ```sh blocks, trailing comments and line continuations removed;
+    the commands written inline as code spans), white space folded."""
+    blocks = []
+    for block in FENCE.findall(text):
+        for line in re.sub(r"\\\n\s*", "", block).splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line:
+                blocks.append(" ".join(line.split()))
+    return blocks, [" ".join(span.split()) for span in INLINE.findall(FENCE.sub("", text))]
+
+
+def for_the_chinese_edition(command: str) -> bool:
+    return "--lang zh" in command or "notebooks/zh/" in command or "distill_lib translations" in command
+
+
+def test_the_chinese_readme_gives_the_english_readmes_commands():
+    """Its commands are the English README's, in the same order; the only others run the Chinese
+    edition (the same command with --lang zh or notebooks/zh/) or keep it in step (translations)."""
+    en_blocks, en_inline = commands(README_EN.read_text(encoding="utf-8"))
+    zh_blocks, zh_inline = commands(README_ZH.read_text(encoding="utf-8"))
+    assert len(en_blocks) >= 5 and [c for c in zh_blocks if not for_the_chinese_edition(c)] == en_blocks
+    english = set(en_blocks + en_inline)
+    assert [c for c in zh_inline if not for_the_chinese_edition(c) and c not in english] == []
+    for command in zh_blocks + zh_inline:
+        if for_the_chinese_edition(command) and "distill_lib translations" not in command:
+            assert command.replace(" --lang zh", "").replace("notebooks/zh/", "notebooks/") in english, command
+
+
+def test_the_two_readmes_link_to_each_other():
+    assert "[简体中文](README.zh-CN.md)" in README_EN.read_text(encoding="utf-8").splitlines()[2]
+    assert "[English](README.md)" in README_ZH.read_text(encoding="utf-8").splitlines()[2]
+
+
+def test_the_chinese_readme_quotes_the_recorded_full_data_effects():
+    text = README_ZH.read_text(encoding="utf-8")
+    for name in ("00_quickstart", "02_temperature_soft_targets"):
+        headline = json.loads((ROOT / "docs" / "full-data-cpu" / f"{name}.metrics.json").read_text())["metrics"]["headline"]
+        low, high = (100 * value for value in headline["effect_ci95"])
+        quoted = (f"**{100 * headline['effect_mean']:+.2f} 个百分点（95% 置信区间 {low:+.2f} 至 {high:+.2f}）**，"
+                  f"{headline['n_seeds']} 个种子，配对比较：{stats.VERDICTS_ZH[headline['verdict']]}。")
+        assert f"- {name[:2]}：" in text and quoted in text, quoted
