@@ -399,6 +399,7 @@ def test_both_editions_run_into_one_out_with_the_same_parameters(tmp_path):
     # one command, both editions by path: two run directories, no collision
     [a, b] = run_notebooks([folder / "01_probe.ipynb", folder / "zh" / "01_probe.ipynb"], out=tmp_path / "both")
     assert (a.status, b.status) == ("ok", "ok") and Path(b.run_dir) == (tmp_path / "both" / "zh" / "01_probe").resolve()
+    assert (a.name, b.name) == ("01_probe", "zh/01_probe")  # as the summary names them
 
 
 def test_a_chinese_sweep_has_its_own_directory_and_never_resumes_an_english_run(tmp_path, monkeypatch):

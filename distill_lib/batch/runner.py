@@ -492,7 +492,8 @@ def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> li
                   **injected_parameters(declared, profile=profile, run_dir=run_dir)}
         values = check_parameters(path, values, declared)
         check_settings(path, profile, values)
-        specs.append(RunSpec(notebook=str(path.resolve()), run_dir=str(run_dir.resolve()), name=path.stem,
+        specs.append(RunSpec(notebook=str(path.resolve()), run_dir=str(run_dir.resolve()),
+                             name=run_dir_of("", path).as_posix(),  # 00_quickstart, or zh/00_quickstart
                              params=values, timeout=timeout, kernel=kernel, log_output=log_output))
     check_run_dirs(specs, paths)
     return specs
