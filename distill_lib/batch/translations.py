@@ -94,7 +94,7 @@ def _pays_block(text: str) -> str | None:
 class Problem:
     notebook: str       # file name, e.g. 00_quickstart.ipynb
     cell: str | None    # cell id, None for the notebook as a whole
-    kind: str           # missing, extra, structure, code, untranslated, stale, headline, table
+    kind: str           # missing, extra, structure, code, comments (a note), untranslated, stale, headline, table
     detail: str
 
     def __str__(self) -> str:
