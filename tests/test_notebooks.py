@@ -1,4 +1,5 @@
-"""Every notebook: committed without outputs, follows the contract, and runs in the quick profile."""
+"""Every notebook, in both editions: committed without outputs, follows the contract, and runs in the
+quick profile (the Chinese edition's 00 end to end; tests/test_zh.py keeps the rest in step)."""
 import json
 import os
 from pathlib import Path
@@ -11,18 +12,28 @@ from distill_lib.core import stats
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+ZH_NOTEBOOKS = sorted((NOTEBOOK_DIR / "zh").glob("[0-9][0-9]_*.ipynb"))
+BOTH = NOTEBOOKS + ZH_NOTEBOOKS
+EXECUTED = NOTEBOOKS + ZH_NOTEBOOKS[:1]  # zh 00 runs end to end too
 CONTRACT = {"profile": "str", "seed": "int", "interactive": "bool", "run_dir": "str"}
+# per edition: how the first cell opens, what it says before quote ran, how its headline is read
+FIRST_CELL = {"en": ("What you will learn", "not yet measured", stats.parse_headline_line),
+              "zh": ("你将学到", "尚未测量", stats.parse_headline_line_zh)}
+
+
+def edition(path):
+    return "zh" if path.parent.name == "zh" else "en"
 
 
 def ids(paths):
-    return [p.stem for p in paths]
+    return [("zh/" if edition(p) == "zh" else "") + p.stem for p in paths]
 
 
 def test_the_tutorial_sequence_is_there():
     assert [p.stem[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06"]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+@pytest.mark.parametrize("path", BOTH, ids=ids(BOTH))
 def test_committed_without_outputs(path):
     notebook = nbformat.read(path, as_version=4)
     for index, cell in enumerate(notebook.cells):
@@ -31,13 +42,14 @@ def test_committed_without_outputs(path):
     assert notebook.metadata.get("kernelspec", {}).get("name") == "python3"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+@pytest.mark.parametrize("path", BOTH, ids=ids(BOTH))
 def test_follows_the_notebook_contract(path):
     notebook = nbformat.read(path, as_version=4)
     first = notebook.cells[0].source
-    assert notebook.cells[0].cell_type == "markdown" and "What you will learn" in first
-    assert "not yet measured" not in first, "run `python -m distill_lib quote RUNS` to quote the measured results"
-    quoted = stats.parse_headline_line(first)
+    opening, unmeasured, parse_headline_line = FIRST_CELL[edition(path)]
+    assert notebook.cells[0].cell_type == "markdown" and opening in first
+    assert unmeasured not in first, "run `python -m distill_lib quote RUNS` to quote the measured results"
+    quoted = parse_headline_line(first)
     assert quoted is not None and quoted["n"] >= 3, f"{path.name}: the first cell must quote a headline over >= 3 seeds"
     assert quoted["verdict"] == stats.verdict((quoted["low"] / 100, quoted["high"] / 100), quoted["margin"] / 100), (
         f"{path.name}: the quoted verdict must follow the quoted interval and margin")
@@ -69,10 +81,10 @@ NOTEBOOK_CHECKS = {"03_transfer_vs_distillation": check_03_transfer_set}  # what
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+@pytest.mark.parametrize("path", EXECUTED, ids=ids(EXECUTED))
 def test_runs_headless_in_the_quick_profile(path, tmp_path):
     run_dir = tmp_path / "run"
-    papermill.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(NOTEBOOK_DIR), kernel_name="python3",
+    papermill.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(path.parent), kernel_name="python3",
                                parameters={"profile": "quick", "interactive": False, "run_dir": str(run_dir)},
                                progress_bar=False, execution_timeout=900)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -80,7 +92,7 @@ def test_runs_headless_in_the_quick_profile(path, tmp_path):
     fresh = metrics["metrics"]["headline"]
     assert set(fresh) >= {"claim", "metric", "n_seeds", "effect_mean", "effect_ci95", "margin", "verdict"}
     assert fresh["n_seeds"] >= 3 and fresh["verdict"] == stats.verdict(fresh["effect_ci95"], fresh["margin"])
-    quoted = stats.parse_headline_line(nbformat.read(path, as_version=4).cells[0].source)
+    quoted = FIRST_CELL[edition(path)][2](nbformat.read(path, as_version=4).cells[0].source)
     assert fresh["claim"] == quoted["claim"], "the quoted claim is not what the notebook measures now"
     # the verdict is what a learner takes away: it must hold on this machine, whatever its CPU
     assert fresh["verdict"] == quoted["verdict"], (

@@ -293,3 +293,69 @@ def test_a_malformed_when_kd_pays_row_is_refused_and_nothing_is_written(tmp_path
     with pytest.raises(ValueError, match="when_kd_pays row cannot be quoted"):
         quote(runs, notebooks, readme)
     assert digests(notebooks, readme) == before
+
+
+# ---------------------------------------------------------------- the Chinese edition (issue 21)
+
+ZH_FIRST_CELL = ("# 09 · 一课\n\n**你将学到：** 某事。\n\n**核心结论**（尚未测量）\n\n**它展示了什么：** 文字。\n\n"
+                 "**用时：** 尚未测量。")
+ZH_README = "简介\n<!-- headlines:start -->\n旧\n<!-- headlines:end -->\n其余\n"
+
+
+def zh_workbench(tmp_path):
+    """The pays workbench with a Chinese edition of both notebooks and a README.zh-CN.md."""
+    notebooks, runs, readme = pays_workbench(tmp_path)
+    (notebooks / "zh").mkdir()
+    for stem in STEMS:
+        cells = [nbformat.v4.new_markdown_cell(ZH_FIRST_CELL)]
+        if stem == STEMS[1]:
+            cells.append(nbformat.v4.new_markdown_cell(
+                "## 何时？\n\n<!-- when-kd-pays:start -->\n尚未\n<!-- when-kd-pays:end -->\n"))
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), notebooks / "zh" / f"{stem}.ipynb")
+    (tmp_path / "README.zh-CN.md").write_text(ZH_README + "\n<!-- when-kd-pays:start -->\n旧\n<!-- when-kd-pays:end -->\n")
+    return notebooks, runs, readme
+
+
+def test_quote_writes_the_chinese_edition_from_the_same_runs(tmp_path):
+    from distill_lib.batch.quote import ZH, readme_table
+    from distill_lib.core import pays
+    notebooks, runs, readme = zh_workbench(tmp_path)
+    assert quote(runs, notebooks, readme) == [f"{STEMS[0]}.ipynb", f"{STEMS[1]}.ipynb", f"zh/{STEMS[0]}.ipynb",
+                                              f"zh/{STEMS[1]}.ipynb", "README.md", "README.zh-CN.md"]
+    for stem in STEMS:
+        english = nbformat.read(notebooks / f"{stem}.ipynb", as_version=4).cells[0].source
+        chinese = nbformat.read(notebooks / "zh" / f"{stem}.ipynb", as_version=4).cells[0].source
+        en, zh = stats.parse_headline_line(english), stats.parse_headline_line_zh(chinese)
+        assert {k: v for k, v in zh.items() if k != "where"} == {k: v for k, v in en.items() if k != "where"}
+        assert zh["where"] == "quick 配置，2 个 torch 线程，2-core CPU" and zh["verdict"] == "inconclusive"
+        assert "**用时：** 运行器挂钟时间 42 秒" in chinese and "`python -m distill_lib run 0" in chinese
+        assert "**它展示了什么：** 文字。" in chinese and "尚未测量" not in chinese
+    zh_readme = (tmp_path / "README.zh-CN.md").read_text()
+    first_cells = {p: nbformat.read(p, as_version=4).cells[0].source for p in sorted(notebooks.glob("*.ipynb"))}
+    assert readme_table(list(first_cells), first_cells, ZH) in zh_readme and "旧" not in zh_readme
+    assert "| 笔记本 | 核心结论 |" in zh_readme and "个种子，配对 | ±0.50 | 尚无定论 |" in zh_readme
+    in_zh_notebook = pays.parse_table(nbformat.read(notebooks / "zh" / f"{STEMS[1]}.ipynb", as_version=4).cells[1].source)
+    assert in_zh_notebook == pays.parse_table(readme.read_text()) == pays.parse_table(zh_readme)
+    assert quote(runs, notebooks, readme) == []  # both editions up to date
+
+
+def test_a_chinese_first_cell_without_its_paragraph_refuses_everything(tmp_path, capsys):
+    notebooks, runs, readme = zh_workbench(tmp_path)
+    broken = notebooks / "zh" / f"{STEMS[1]}.ipynb"
+    notebook = nbformat.read(broken, as_version=4)
+    notebook.cells[0].source = notebook.cells[0].source.replace("**核心结论**（尚未测量）", "核心结论：尚未测量")
+    nbformat.write(notebook, broken)
+    before = digests(notebooks, readme, tmp_path / "README.zh-CN.md")
+    code = main(["quote", str(runs), "--notebooks-dir", str(notebooks), "--readme", str(readme)])
+    err = capsys.readouterr().err
+    assert code == 2 and "zh" in err and "no paragraph starting with '**核心结论**'" in err, err
+    assert digests(notebooks, readme, tmp_path / "README.zh-CN.md") == before  # the English files too
+
+
+def test_a_claim_that_breaks_the_chinese_line_is_refused(tmp_path, capsys):
+    notebooks, runs, readme = zh_workbench(tmp_path)
+    write_run(runs / STEMS[1], claim="KD」：**+9.99 个百分点（95% 置信区间 +9.00 至 +10.00）**，3 个种子，配对比较，"
+                                     "边际 ±0.50 个百分点：提升。 really")
+    before = digests(notebooks, readme)
+    assert main(["quote", str(runs), "--notebooks-dir", str(notebooks), "--readme", str(readme)]) == 2
+    assert "cannot be quoted" in capsys.readouterr().err and digests(notebooks, readme) == before

@@ -2,7 +2,9 @@
 import json
 from pathlib import Path
 
-from distill_lib.batch.quote import readme_table, where_measured
+import pytest
+
+from distill_lib.batch.quote import EN, ZH, readme_table, where_measured
 from distill_lib.core import stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,10 +16,13 @@ def record(name):
     return json.loads((FULL / f"{name}.metrics.json").read_text())
 
 
-def test_the_quick_profile_table_is_the_notebooks_quoted_headlines():
-    table = readme_table(sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
-    start, end = README.index("<!-- headlines:start -->"), README.index("<!-- headlines:end -->")
-    assert README[start:end].strip().endswith(table)
+@pytest.mark.parametrize("readme, edition", [("README.md", EN), ("README.zh-CN.md", ZH)])
+def test_the_quick_profile_table_is_the_notebooks_quoted_headlines(readme, edition):
+    """The same table in both READMEs (the Chinese one in its words), as quote writes it."""
+    table = readme_table(sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), edition=edition)
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    start, end = text.index("<!-- headlines:start -->"), text.index("<!-- headlines:end -->")
+    assert text[start:end].strip().endswith(table)
 
 
 def judged_today(headline: dict) -> dict:

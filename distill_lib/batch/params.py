@@ -21,6 +21,10 @@ RESERVED = {
     "interactive": "batch runs are always headless (interactive=False)",
 }
 _BOOL_WORDS = {"true": True, "1": True, "false": False, "0": False}
+# Language editions: the English notebooks in notebooks/, the Chinese ones (the same code) in
+# notebooks/zh/. A notebook's edition is the folder it lies in; a zh run goes to <out>/zh/<name>.
+ZH_FOLDER = "zh"
+LANGUAGES = ("en", ZH_FOLDER)
 _INVALID = object()
 
 
@@ -224,9 +228,30 @@ def default_notebooks_dir() -> Path:
     return local if local.is_dir() else PACKAGE_ROOT / "notebooks"
 
 
-def resolve_notebooks(names, notebooks_dir=None) -> list[Path]:
-    """Paths for ``names`` (a path, ``01``, ``01_teacher_training``); all notebooks when empty."""
+def check_language(lang: str) -> str:
+    if lang not in LANGUAGES:
+        raise ValueError(f"--lang must be one of {', '.join(LANGUAGES)}; got {lang!r}")
+    return lang
+
+
+def edition_of(notebook) -> str:
+    """``"zh"`` for a notebook in a folder named zh (the Chinese edition), else ``"en"``."""
+    return ZH_FOLDER if Path(notebook).parent.name == ZH_FOLDER else "en"
+
+
+def run_dir_of(out, notebook) -> Path:
+    """``<out>/<name>``, or ``<out>/zh/<name>`` for the Chinese edition: both editions of a notebook
+    can run into one ``--out``."""
+    return Path(out) / (ZH_FOLDER if edition_of(notebook) == ZH_FOLDER else "") / Path(notebook).stem
+
+
+def resolve_notebooks(names, notebooks_dir=None, lang: str = "en") -> list[Path]:
+    """Paths for ``names`` (a path, ``01``, ``01_teacher_training``); all notebooks when empty.
+    ``lang="zh"`` looks short names up in the Chinese edition (``<notebooks_dir>/zh``); a path is
+    taken as it is."""
     folder = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
+    if check_language(lang) == ZH_FOLDER:
+        folder = folder / ZH_FOLDER
     available = sorted(folder.glob("*.ipynb"))
     if not names:
         if not available:

@@ -11,6 +11,11 @@ notebook has a run in RUNS_DIR it also writes the "when does distillation pay" t
 last section). No number is typed by hand, and ``tests/test_notebooks.py`` compares the quoted
 headline (and the notebook's rows) with a fresh run.
 
+The Chinese edition is quoted from the same runs: each ``notebooks/zh/NN_name.ipynb`` gets the
+paragraphs that start with ``**核心结论**`` and ``**用时：**`` (``stats.headline_line_zh``) and the
+same when-kd-pays table, and ``README.zh-CN.md`` beside the README, when it exists, gets the
+headline table with Chinese headers and verdicts (and the when-kd-pays table where it has markers).
+
 All or nothing: every input is read and checked, and every new text made in memory, before the
 first file is written; then all files are replaced together (``core.results.replace_files``). A
 refusal (``ValueError``: exit code 2) names the file and what is wrong with it. The places quoted
@@ -22,22 +27,27 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..core import pays, stats
 from ..core.results import METRICS_FILE, replace_files
 from ..core.stats import headline_line, parse_headline_line
+from .params import ZH_FOLDER
 from .runner import RUN_FILE
 
 README_START, README_END = "<!-- headlines:start -->", "<!-- headlines:end -->"
 PAYS_START, PAYS_END = "<!-- when-kd-pays:start -->", "<!-- when-kd-pays:end -->"
 QUOTED_PROFILE = "quick"  # what the first cells and the README table state; see the module docstring
+HEADLINE_START, TIME_START = "**Headline**", "**Time:**"  # the paragraphs of a first cell that quote rewrites
+README_ZH = "README.zh-CN.md"  # the Chinese README, beside the README
 
 
-def where_measured(record: dict) -> str:
+def where_measured(record: dict, measured_on=stats.measured_on) -> str:
     """``quick profile, 2 torch threads, 2-core CPU (x86_64), no GPU`` from a metrics.json record."""
     params = record.get("params", {})
-    return stats.measured_on(params.get("profile"), params.get("threads"), params.get("machine", record.get("device")))
+    return measured_on(params.get("profile"), params.get("threads"), params.get("machine", record.get("device")))
 
 
 def time_paragraph(stem: str, wall_s: float, record: dict) -> str:
@@ -45,6 +55,44 @@ def time_paragraph(stem: str, wall_s: float, record: dict) -> str:
     return (f"**Time:** {wall_s:.0f} s of runner wall time (`python -m distill_lib run {stem[:2]}`, "
             f"{stats.measured_on(params.get('profile'), params.get('threads'), params.get('machine'))}). "
             f"The full profile is sized for a GPU.")
+
+
+def time_paragraph_zh(stem: str, wall_s: float, record: dict) -> str:
+    params = record.get("params", {})
+    return (f"**用时：** 运行器挂钟时间 {wall_s:.0f} 秒（"
+            f"{stats.measured_on_zh(params.get('profile'), params.get('threads'), params.get('machine'))}；"
+            f"在代码相同的英文版上以 `python -m distill_lib run {stem[:2]}` 测得）。full 配置按 GPU 的规模设计。")
+
+
+def _row(stem: str, quoted: dict) -> str:
+    return (f"| `{stem}` | {quoted['claim']} | {quoted['mean']:+.2f} ({quoted['low']:+.2f} to {quoted['high']:+.2f}), "
+            f"{quoted['n']} seeds, {quoted['kind']} | ±{quoted['margin']:.2f} | {quoted['verdict']} |")
+
+
+def _row_zh(stem: str, quoted: dict) -> str:
+    return (f"| `{stem}` | {quoted['claim']} | {quoted['mean']:+.2f}（{quoted['low']:+.2f} 至 {quoted['high']:+.2f}），"
+            f"{quoted['n']} 个种子，{stats.KINDS_ZH[quoted['kind']]} | ±{quoted['margin']:.2f} | "
+            f"{stats.VERDICTS_ZH[quoted['verdict']]} |")
+
+
+@dataclass(frozen=True)
+class Edition:
+    """How one language edition quotes: its paragraphs, its headline line, its table."""
+
+    headline_start: str
+    time_start: str
+    headline_line: Callable
+    parse_headline_line: Callable
+    measured_on: Callable
+    time_paragraph: Callable
+    table_head: str
+    row: Callable
+
+
+EN = Edition(HEADLINE_START, TIME_START, headline_line, parse_headline_line, stats.measured_on, time_paragraph,
+             "| notebook | headline | effect, points (95% CI) | margin | verdict |", _row)
+ZH = Edition("**核心结论**", "**用时：**", stats.headline_line_zh, stats.parse_headline_line_zh, stats.measured_on_zh,
+             time_paragraph_zh, "| 笔记本 | 核心结论 | 效应，百分点（95% 置信区间） | 边际 | 判定 |", _row_zh)
 
 
 def quote(runs_dir, notebooks_dir, readme=None) -> list[str]:
@@ -57,26 +105,38 @@ def quote(runs_dir, notebooks_dir, readme=None) -> list[str]:
     pays_table = pays.table(_pays_rows(runs, notebooks)) if len(runs) == len(notebooks) else None
     new_texts, first_cells = {}, {}
     for path in notebooks:
-        notebook, first = _read_notebook(path)
-        if path.stem in runs:
-            first = quoted_cell(path, first, runs[path.stem])
-            notebook["cells"][0]["source"] = first.splitlines(keepends=True)
-        if pays_table is not None:
-            _fill_pays_cells(path, notebook, pays_table)
-        text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
-        if text != path.read_text(encoding="utf-8"):
-            new_texts[path] = text
-        first_cells[path] = first
+        first_cells[path] = _quoted_notebook(path, runs, pays_table, EN, new_texts)
+    for path in sorted((notebooks_dir / ZH_FOLDER).glob("[0-9][0-9]_*.ipynb")):  # the Chinese edition
+        _quoted_notebook(path, runs, pays_table, ZH, new_texts)
     if readme is not None:
         readme = Path(readme)
-        text = _read_readme(readme)
-        updated = readme_with_table(readme, text, first_cells)
-        if pays_table is not None and (PAYS_START in updated or PAYS_END in updated):  # the block is optional
-            updated = _between_markers(readme, updated, PAYS_START, PAYS_END, pays_table)
-        if updated != text:
-            new_texts[readme] = updated
+        readmes = [(readme, EN)]
+        if readme.with_name(README_ZH).exists():  # the Chinese README, where there is one
+            readmes.append((readme.with_name(README_ZH), ZH))
+        for path, edition in readmes:
+            text = _read_readme(path)
+            updated = readme_with_table(path, text, first_cells, edition)
+            if pays_table is not None and (PAYS_START in updated or PAYS_END in updated):  # the block is optional
+                updated = _between_markers(path, updated, PAYS_START, PAYS_END, pays_table)
+            if updated != text:
+                new_texts[path] = updated
     replace_files(new_texts)
-    return [path.name for path in new_texts]
+    return [path.name if path.parent.name != ZH_FOLDER else f"{ZH_FOLDER}/{path.name}" for path in new_texts]
+
+
+def _quoted_notebook(path: Path, runs: dict, pays_table, edition: "Edition", new_texts: dict) -> str:
+    """Quote the run of ``path``'s stem (if any) and the pays table into ``path``, in memory; its new
+    text goes into ``new_texts`` when it changed. Returns the (new) text of its first cell."""
+    notebook, first = _read_notebook(path)
+    if path.stem in runs:
+        first = quoted_cell(path, first, runs[path.stem], edition)
+        notebook["cells"][0]["source"] = first.splitlines(keepends=True)
+    if pays_table is not None:
+        _fill_pays_cells(path, notebook, pays_table)
+    text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+    if text != path.read_text(encoding="utf-8"):
+        new_texts[path] = text
+    return first
 
 
 # ---------------------------------------------------------------- what is read, checked first
@@ -126,13 +186,13 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def quoted_cell(path: Path, first: str, run_dir: Path) -> str:
+def quoted_cell(path: Path, first: str, run_dir: Path, edition: Edition = EN) -> str:
     """``path``'s first cell with its headline and time paragraphs made from the run in ``run_dir``."""
     record, headline, wall_s = _finished_run(run_dir)
-    line = _headline_line(run_dir / METRICS_FILE, headline, where_measured(record))
+    line = _headline_line(run_dir / METRICS_FILE, headline, where_measured(record, edition.measured_on), edition)
     try:
-        updated = _replace_paragraph(first, "**Headline**", line)
-        return _replace_paragraph(updated, "**Time:**", time_paragraph(path.stem, wall_s, record))
+        updated = _replace_paragraph(first, edition.headline_start, line)
+        return _replace_paragraph(updated, edition.time_start, edition.time_paragraph(path.stem, wall_s, record))
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
 
@@ -183,18 +243,19 @@ def _checked_headline(path: Path, headline: dict) -> dict:
     return headline
 
 
-def _headline_line(path: Path, headline: dict, where: str) -> str:
-    """The quoted line, made by ``stats.headline_line`` and read back by ``stats.parse_headline_line``:
-    a headline whose line would not read back the same (a claim that breaks the format) is refused."""
+def _headline_line(path: Path, headline: dict, where: str, edition: Edition = EN) -> str:
+    """The quoted line, made by ``stats.headline_line`` and read back by ``stats.parse_headline_line``
+    (their ``_zh`` twins for the Chinese edition): a headline whose line would not read back the same
+    (a claim that breaks the format) is refused."""
     try:
-        line = headline_line(headline, where)
+        line = edition.headline_line(headline, where)
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path}: its headline cannot be quoted ({type(error).__name__}: {error})") from None
-    parsed = parse_headline_line(line)
+    parsed = edition.parse_headline_line(line)
     if parsed is None or (parsed["claim"], parsed["n"], parsed["verdict"]) != (
             headline["claim"], headline["n_seeds"], headline["verdict"]):
         raise ValueError(f"{path}: its headline cannot be quoted: the line {line!r} does not read back as "
-                         "written (a claim with '**' or ': **' breaks the format)")
+                         "written (a claim with '**', ': **' or '」：**' breaks the format)")
     return line
 
 
@@ -220,24 +281,24 @@ def _read_readme(readme: Path) -> str:
         raise ValueError(f"README {readme} cannot be read ({error})") from None
 
 
-def readme_table(notebooks: list, first_cells: dict | None = None) -> str:
-    """The README's table of every notebook's quoted headline, read from its first cell (the text
-    in ``first_cells`` where given: what ``quote`` is about to write)."""
-    rows = ["| notebook | headline | effect, points (95% CI) | margin | verdict |", "|---|---|---|---|---|"]
+def readme_table(notebooks: list, first_cells: dict | None = None, edition: Edition = EN) -> str:
+    """The README's table of every (English) notebook's quoted headline, read from its first cell
+    (the text in ``first_cells`` where given: what ``quote`` is about to write); with ``edition=ZH``
+    the same numbers in README.zh-CN.md's words."""
+    rows = [edition.table_head, "|---|---|---|---|---|"]
     for path in notebooks:
         first = (first_cells or {}).get(path)
         quoted = parse_headline_line(_read_notebook(path)[1] if first is None else first)
         if quoted is None:
             raise ValueError(f"{path.name}: its first cell quotes no measured headline; run `quote` on it first")
-        rows.append(f"| `{path.stem}` | {quoted['claim']} | {quoted['mean']:+.2f} ({quoted['low']:+.2f} to "
-                    f"{quoted['high']:+.2f}), {quoted['n']} seeds, {quoted['kind']} | ±{quoted['margin']:.2f} | "
-                    f"{quoted['verdict']} |")
+        rows.append(edition.row(path.stem, quoted))
     return "\n".join(rows)
 
 
-def readme_with_table(readme: Path, text: str, first_cells: dict) -> str:
+def readme_with_table(readme: Path, text: str, first_cells: dict, edition: Edition = EN) -> str:
     """``text`` with the headline table between its markers rewritten."""
-    return _between_markers(readme, text, README_START, README_END, readme_table(list(first_cells), first_cells))
+    return _between_markers(readme, text, README_START, README_END,
+                            readme_table(list(first_cells), first_cells, edition))
 
 
 def _between_markers(where, text: str, start: str, end: str, table: str) -> str:
@@ -291,9 +352,14 @@ def _fill_pays_cells(path: Path, notebook: dict, table: str) -> None:
             cell["source"] = _between_markers(path, text, PAYS_START, PAYS_END, table).splitlines(keepends=True)
 
 
+def paragraph_pattern(start: str) -> re.Pattern:
+    """The paragraph (up to a blank line) that begins with ``start`` at the start of a line."""
+    return re.compile(rf"^{re.escape(start)}.*?(?=\n\s*\n|\Z)", re.S | re.M)
+
+
 def _replace_paragraph(text: str, start: str, replacement: str) -> str:
     """``text`` with the paragraph that begins with ``start`` replaced (it must exist)."""
-    pattern = re.compile(rf"^{re.escape(start)}.*?(?=\n\s*\n|\Z)", re.S | re.M)
+    pattern = paragraph_pattern(start)
     if not pattern.search(text):
         raise ValueError(f"no paragraph starting with {start!r} in the first cell")
     return pattern.sub(lambda _match: replacement, text, count=1)

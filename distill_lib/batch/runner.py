@@ -47,7 +47,7 @@ from .guards import (DirectoryBusy, DirectoryLock, busy_error, check_kernel, che
                      check_timeout, holder_of, kill_processes_with_token, refuse_foreign_directory)
 from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters, check_settings,
                               check_profile, describe_parameters, injected_parameters,
-                              notebook_parameters, resolve_notebooks)
+                              notebook_parameters, resolve_notebooks, run_dir_of)
 from ..core.results import METRICS_FILE, flatten_numbers, headline_of, read_metrics_checksummed, write_json_atomic
 
 __all__ = ["PROFILES", "RunSpec", "RunResult", "check_parameters", "describe_parameters",
@@ -441,14 +441,16 @@ def _last_log_line(log_path: Path) -> str:
 
 def run_notebooks(notebooks=None, *, profile: str = "quick", out="runs", params: dict | None = None,
                   timeout: float = DEFAULT_TIMEOUT_S, kernel: str = DEFAULT_KERNEL,
-                  log_output: bool = False, notebooks_dir=None) -> list[RunResult]:
+                  log_output: bool = False, notebooks_dir=None, lang: str = "en") -> list[RunResult]:
     """Execute notebooks one after another into ``out/<notebook stem>/``; all checked first.
+    ``lang="zh"`` runs the Chinese edition's notebooks (short names looked up in ``notebooks/zh``);
+    a notebook of the Chinese edition, however named, runs in ``out/zh/<notebook stem>/``.
 
     With several notebooks, a ``params`` name goes to the notebooks that declare it; a name no
     selected notebook declares is refused. So is a run directory another runner is using, and an
     ``out`` that cannot be created or written (``ValueError``, before anything runs).
     """
-    specs = plan_runs(resolve_notebooks(notebooks or [], notebooks_dir), profile=profile, out=out,
+    specs = plan_runs(resolve_notebooks(notebooks or [], notebooks_dir, lang), profile=profile, out=out,
                       params=params or {}, timeout=timeout, kernel=kernel, log_output=log_output)
     refuse_busy(specs)
     check_out_dir(out)
@@ -485,12 +487,13 @@ def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> li
         raise ValueError(f"unknown parameter {', '.join(map(repr, orphans))}.\n{listing}")
     specs = []
     for path, declared in declared_by.items():
-        run_dir = Path(out) / path.stem
+        run_dir = run_dir_of(out, path)
         values = {**{k: v for k, v in params.items() if k in declared},
                   **injected_parameters(declared, profile=profile, run_dir=run_dir)}
         values = check_parameters(path, values, declared)
         check_settings(path, profile, values)
-        specs.append(RunSpec(notebook=str(path.resolve()), run_dir=str(run_dir.resolve()), name=path.stem,
+        specs.append(RunSpec(notebook=str(path.resolve()), run_dir=str(run_dir.resolve()),
+                             name=run_dir_of("", path).as_posix(),  # 00_quickstart, or zh/00_quickstart
                              params=values, timeout=timeout, kernel=kernel, log_output=log_output))
     check_run_dirs(specs, paths)
     return specs

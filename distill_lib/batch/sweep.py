@@ -34,6 +34,7 @@ from .guards import (DirectoryLock, check_jobs, check_out_dir, check_switches, c
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
                      _unrecorded, check_options, check_parameters, check_run_dirs, check_settings, execute_run,
                      injected_parameters, notebook_parameters, progress_word, resolve_notebooks, same_file)
+from .params import edition_of, run_dir_of
 
 CSV_NAME = "results.csv"
 FIGURE_NAME = "results.png"
@@ -56,10 +57,12 @@ class SweepResult:
 def sweep(notebook, grid: dict[str, list], *, seeds=None, profile: str = "quick", out=None,
           jobs: int = 1, force: bool = False, timeout: float = DEFAULT_TIMEOUT_S, cluster=None,
           params: dict | None = None, metric: str | None = None, kernel: str = DEFAULT_KERNEL,
-          log_output: bool = False, notebooks_dir=None) -> SweepResult:
+          log_output: bool = False, notebooks_dir=None, lang: str = "en") -> SweepResult:
     """Run ``notebook`` for every combination of ``grid`` values x ``seeds``; collect the results.
 
     ``grid`` maps parameter names to value lists (strings are parsed to the declared types);
+    ``lang="zh"`` sweeps the Chinese edition's notebook (default ``out``: ``runs/sweeps/zh/<notebook>``;
+    a run of the other edition in ``out`` is not taken as finished);
     ``params`` holds fixed values for all runs. ``cluster`` is a Dask scheduler address (or a
     ``distributed.Client``); otherwise up to ``jobs`` runs execute at once on this machine.
 
@@ -71,8 +74,8 @@ def sweep(notebook, grid: dict[str, list], *, seeds=None, profile: str = "quick"
     """
     check_jobs(jobs)
     check_switches(force=force, log_output=log_output)
-    path = resolve_notebooks([notebook], notebooks_dir)[0]
-    out = Path(out) if out else Path("runs") / "sweeps" / path.stem
+    path = resolve_notebooks([notebook], notebooks_dir, lang)[0]
+    out = Path(out) if out else run_dir_of(Path("runs") / "sweeps", path)  # runs/sweeps[/zh]/<notebook>
     specs, swept = plan_sweep(path, grid, seeds=seeds, params=params or {}, profile=profile,
                               out=out, timeout=timeout, kernel=kernel, log_output=log_output)
     _check_metric_against(metric, out)
@@ -202,6 +205,8 @@ def finished_result(spec: RunSpec) -> RunResult | None:
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("status") != "ok":
+        return None
+    if edition_of(str(record.get("notebook", ""))) != edition_of(spec.notebook):  # the other language's edition
         return None
     if not isinstance(record.get("params"), dict) or \
             _identity(record["params"]) != _identity(to_jsonable(spec.params)):

@@ -210,9 +210,7 @@ def measured_on(profile, threads, machine) -> str:
 def headline_line(headline: dict, where: str) -> str:
     """``**Headline** (where): claim: **+1.67 points (95% CI +1.48 to +1.86)**, 3 seeds, paired,
     margin ±0.50 points: gain.``"""
-    low, high = headline["effect_ci95"]
-    if low is None or (isinstance(low, float) and math.isnan(low)):
-        raise ValueError("a quoted headline needs an interval: run it with at least two seeds")
+    low, high = _quoted_interval(headline)
     return (f"**Headline** ({where}): {headline['claim']}: **{100 * headline['effect_mean']:+.2f} points "
             f"(95% CI {100 * low:+.2f} to {100 * high:+.2f})**, {headline['n_seeds']} seeds, "
             f"{headline.get('kind', PAIRED)}, margin ±{100 * headline['margin']:.2f} points: {headline['verdict']}.")
@@ -220,11 +218,58 @@ def headline_line(headline: dict, where: str) -> str:
 
 def parse_headline_line(text: str) -> dict | None:
     """The fields of the first headline line in ``text`` (numbers in points), or None."""
-    found = HEADLINE_LINE.search(text)
+    return _fields(HEADLINE_LINE.search(text))
+
+
+def _quoted_interval(headline: dict) -> tuple:
+    low, high = headline["effect_ci95"]
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        raise ValueError("a quoted headline needs an interval: run it with at least two seeds")
+    return low, high
+
+
+def _fields(found, names: dict | None = None) -> dict | None:
+    """A headline line's fields from its match (numbers in points; verdict and kind by their
+    English names, ``names`` mapping the written ones back), or None without a match."""
     if found is None:
         return None
     fields = found.groupdict()
+    fields.update({key: (names or {}).get(fields[key], fields[key]) for key in ("verdict", "kind")})
     return {**fields, "n": int(fields["n"]), **{k: float(fields[k]) for k in ("mean", "low", "high", "margin")}}
+
+
+# The same line in the Chinese edition (notebooks/zh, README.zh-CN.md): the same numbers from the
+# same metrics.json, a Chinese frame, the verdict and kind by the names below; the claim is written
+# by the notebook's code and stays as the code wrote it, in 「」.
+VERDICTS_ZH = {GAIN: "提升", LOSS: "下降", NEGLIGIBLE: "可忽略", INCONCLUSIVE: "尚无定论"}
+KINDS_ZH = {PAIRED: "配对", ONE_SAMPLE: "单样本"}
+HEADLINE_LINE_ZH = re.compile(
+    r"\*\*核心结论\*\*（(?P<where>.+?)）：「(?P<claim>.+?)」：\*\*(?P<mean>[+-]\d+\.\d+) 个百分点（95% 置信区间 "
+    r"(?P<low>[+-]\d+\.\d+) 至 (?P<high>[+-]\d+\.\d+)）\*\*，(?P<n>\d+) 个种子，(?P<kind>配对|单样本)比较，"
+    r"边际 ±(?P<margin>\d+\.\d+) 个百分点：(?P<verdict>提升|下降|可忽略|尚无定论)。")
+
+
+def measured_on_zh(profile, threads, machine) -> str:
+    """:func:`measured_on` in Chinese: ``quick 配置，2 个 torch 线程，<machine>``."""
+    return f"{profile} 配置，{threads} 个 torch 线程，{machine}"
+
+
+def headline_line_zh(headline: dict, where: str) -> str:
+    """:func:`headline_line` in Chinese (``where`` from :func:`measured_on_zh`): ``**核心结论**（where）：
+    「claim」：**+1.67 个百分点（95% 置信区间 +1.48 至 +1.86）**，3 个种子，配对比较，边际 ±0.50 个百分点：提升。``"""
+    low, high = _quoted_interval(headline)
+    return (f"**核心结论**（{where}）：「{headline['claim']}」：**{100 * headline['effect_mean']:+.2f} 个百分点"
+            f"（95% 置信区间 {100 * low:+.2f} 至 {100 * high:+.2f}）**，{headline['n_seeds']} 个种子，"
+            f"{KINDS_ZH[headline.get('kind', PAIRED)]}比较，边际 ±{100 * headline['margin']:.2f} 个百分点："
+            f"{VERDICTS_ZH[headline['verdict']]}。")
+
+
+def parse_headline_line_zh(text: str) -> dict | None:
+    """The fields of the first Chinese headline line in ``text``, as :func:`parse_headline_line`
+    gives them (numbers in points; ``verdict`` and ``kind`` by their English names, as metrics.json
+    has them), or None."""
+    in_english = {zh: en for en, zh in (*VERDICTS_ZH.items(), *KINDS_ZH.items())}
+    return _fields(HEADLINE_LINE_ZH.search(text), in_english)
 
 
 # --------------------------------------------------------------------------- the t distribution
