@@ -34,13 +34,14 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _EXPORTS = {
     # core
     "Augment": "core.batches", "TensorBatches": "core.batches",
-    "cache_info": "core.cache", "clear_cache": "core.cache", "teacher_logits": "core.cache",
-    "teacher_outputs": "core.cache", "cache_dir": "core.cache",
+    # the teacher's outputs on a dataset, computed once and cached (``.logits``, ``.features``)
+    "cache_info": "core.cache", "clear_cache": "core.cache", "teacher_outputs": "core.cache", "cache_dir": "core.cache",
     "CheckpointError": "core.checkpoints", "load_checkpoint": "core.checkpoints", "save_checkpoint": "core.checkpoints",
     "Dataset": "core.data", "load_dataset": "core.data",
     "resolve_device": "core.device",
     "evaluate": "core.evaluate", "expected_calibration_error": "core.evaluate",
-    "metrics_from_logits": "core.evaluate", "predict_logits": "core.evaluate", "predict_outputs": "core.evaluate",
+    # a model's outputs on images, computed now and not kept (``.logits``, ``.features``)
+    "metrics_from_logits": "core.evaluate", "predict": "core.evaluate",
     "MODEL_PRESETS": "core.models", "build_model": "core.models", "count_macs": "core.models",
     "count_params": "core.models", "feature_shapes": "core.models",
     "set_progress": "core.progress",

@@ -1,6 +1,9 @@
-"""Metrics: accuracy, negative log-likelihood, expected calibration error, teacher agreement,
-confusion matrices and per-class accuracy."""
+"""A model's outputs on images (:func:`predict`) and the metrics:
+accuracy, negative log-likelihood, expected calibration error, teacher agreement, confusion
+matrices and per-class accuracy."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -8,42 +11,48 @@ import torch.nn.functional as F
 from . import checks
 
 
-@torch.inference_mode()
-def predict_logits(model, images: torch.Tensor, *, batch_size: int = 1024, device="cpu") -> torch.Tensor:
-    """Logits of ``model`` on ``images`` in eval mode, returned on the CPU in float32."""
-    checks.positive_int("batch_size", batch_size)
-    was_training = model.training
-    model.eval()
-    try:
-        chunks = [model(images[i:i + batch_size].to(device)).float().cpu()
-                  for i in range(0, len(images), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(chunks) if chunks else torch.empty(0)
+@dataclass
+class ModelOutputs:
+    """A model's logits (N x classes) and the named stages' outputs (stage -> N x ...) on N images."""
+
+    logits: torch.Tensor
+    features: dict = field(default_factory=dict)
+
+    def to(self, device) -> "ModelOutputs":
+        return ModelOutputs(self.logits.to(device), {k: v.to(device) for k, v in self.features.items()})
 
 
 @torch.inference_mode()
-def predict_outputs(model, images: torch.Tensor, stages=(), *, batch_size: int = 1024, device="cpu"):
-    """``(logits, {stage: output})`` of ``model`` on ``images`` in eval mode, on the CPU in float32.
+def predict(model, images: torch.Tensor, stages=(), *, batch_size: int = 1024, device="cpu") -> ModelOutputs:
+    """Run ``model`` on ``images`` now, in eval mode: its logits and the ``stages`` asked for, on the
+    CPU in float32. Nothing is kept; for a teacher's outputs on a dataset, computed once and
+    cached, use :func:`distill_lib.core.cache.teacher_outputs`.
 
-    With no ``stages`` this is :func:`predict_logits`. Stages are those of a
-    :class:`~distill_lib.core.models.StagedNet` (``model(x, return_features=True)``).
+    ``stages`` are those of a :class:`~distill_lib.core.models.StagedNet`
+    (``model(x, return_features=True)``).
     """
-    if not stages:
-        return predict_logits(model, images, batch_size=batch_size, device=device), {}
     checks.positive_int("batch_size", batch_size)
+    stages = tuple(stages)
     was_training = model.training
     model.eval()
     logits, features = [], {stage: [] for stage in stages}
     try:
         for start in range(0, len(images), batch_size):
-            out, feats = model(images[start:start + batch_size].to(device), return_features=True)
+            batch = images[start:start + batch_size].to(device)
+            if stages:
+                out, feats = model(batch, return_features=True)
+                for stage in stages:
+                    features[stage].append(feats[stage].float().cpu())
+            else:
+                out = model(batch)
             logits.append(out.float().cpu())
-            for stage in stages:
-                features[stage].append(feats[stage].float().cpu())
     finally:
         model.train(was_training)
-    return torch.cat(logits), {stage: torch.cat(parts) for stage, parts in features.items()}
+    return ModelOutputs(_cat(logits), {stage: _cat(parts) for stage, parts in features.items()})
+
+
+def _cat(chunks: list) -> torch.Tensor:
+    return torch.cat(chunks) if chunks else torch.empty(0)
 
 
 def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
@@ -80,9 +89,9 @@ def metrics_from_logits(logits, labels, teacher_logits=None) -> dict:
 
 def evaluate(model, dataset, *, teacher=None, teacher_logits=None, batch_size: int = 1024, device="cpu") -> dict:
     """Accuracy, NLL, ECE of ``model`` on ``dataset``; plus agreement when a teacher is given."""
-    logits = predict_logits(model, dataset.images, batch_size=batch_size, device=device)
+    logits = predict(model, dataset.images, batch_size=batch_size, device=device).logits
     if teacher is not None and teacher_logits is None:
-        teacher_logits = predict_logits(teacher, dataset.images, batch_size=batch_size, device=device)
+        teacher_logits = predict(teacher, dataset.images, batch_size=batch_size, device=device).logits
     return metrics_from_logits(logits, dataset.labels, teacher_logits)
 
 
