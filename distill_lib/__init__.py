@@ -4,16 +4,9 @@ Loss convention used everywhere:
     loss = (1 - alpha) * CE(student, labels) + alpha * T^2 * KL(softmax(t/T) || softmax(s/T))
 with KL averaged over the batch ("batchmean"); ``alpha`` weights the soft-target term.
 
-The layers (each folder's docstring says what it may import; ``tests/test_layers.py`` checks):
-
-    core/       data, batches, models, evaluation, the teacher-output cache, checkpoints, checks,
-                statistics, progress, result files                         -> torch only
-    methods/    one file per distillation method, and their registry     -> core
-    loop.py     the one training loop: train, fit, distill              -> core, methods
-    teachers.py, profiles.py, demo.py, audit.py                           -> core, methods, loop
-    lessons/    experiments that belong to one notebook                   -> the layers above
-    viz/        every figure and widget, and the notebook helpers         -> core, methods, lessons
-    batch/      notebook parameters, runner, sweeps, command line         -> core (never lessons)
+The library is in layers (core, methods, loop, ..., viz, batch); which may import which is written
+once, in :mod:`distill_lib.layers`, which the README's layout table, each folder's docstring and
+``tests/test_layers.py`` follow.
 
 ``import distill_lib as dl`` is the one import of the notebooks. Every name below is loaded on
 first use, so importing the library and training a student loads no plotting stack.

@@ -11,8 +11,8 @@ subclasses :class:`LogitDistillation` and only writes its ``soft_term``), then a
 ``METHODS`` in ``registry.py``; ``get_method``, ``get_loss`` and ``distill(loss=...)`` then all
 know it. ``dkd.py`` is the worked example.
 
-What may be imported here is written in ``distill_lib/layers.py`` (``tests/test_layers.py``
-checks it).
+Layer ``methods`` may import: core; no plotting or notebook package. (The table of every layer
+is ``distill_lib/layers.py``; ``tests/test_layers.py`` checks every import against it.)
 """
 from __future__ import annotations
 
