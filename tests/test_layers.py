@@ -226,3 +226,14 @@ def test_importing_and_training_loads_no_plotting_stack():
                             cwd=PACKAGE.parent)
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["sweep", "--help"]], ids=" ".join)
+def test_the_command_line_help_loads_no_torch(argv):
+    # torch takes about 2 s to import: asking the command line what it does must not wait for it
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "distill_lib", *argv], capture_output=True,
+                            text=True, timeout=120, cwd=PACKAGE.parent)
+    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "distill_lib.batch.cli" in imported  # the check reads the right output
+    assert not {name for name in imported if name == "torch" or name.startswith("torch.")}, "torch was imported"

@@ -87,16 +87,18 @@ def dataset_sha256(dataset) -> str:
     return digest.hexdigest()
 
 
-def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: int = 1024, augment=None,
+def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: int | None = None, augment=None,
                     persist: bool = True) -> ModelOutputs:
     """The teacher's logits and ``stages`` outputs on every image of ``dataset``, computed at most
     once and then served from the cache (memory, and for logits the disk): ``.logits`` (CPU float32),
     ``.features``. For a model's outputs computed now and not kept, use ``predict``.
 
     Returns copies: editing them never corrupts the cache. ``persist=False`` skips the disk.
+    ``batch_size`` None is the measured inference batch (``evaluate.inference_batch``).
     """
     refuse_with_augmentation(augment)
-    checks.positive_int("batch_size", batch_size)
+    if batch_size is not None:
+        checks.positive_int("batch_size", batch_size)
     stages = tuple(dict.fromkeys(stages))
     known = list(getattr(teacher, "stages", {}))
     for stage in stages:

@@ -1,4 +1,4 @@
-"""A model's outputs on images (:func:`predict`) and the metrics:
+"""A model's outputs on images (:func:`predict`, at the measured inference batch) and the metrics:
 accuracy, negative log-likelihood, expected calibration error, teacher agreement, confusion
 matrices and per-class accuracy."""
 from __future__ import annotations
@@ -9,6 +9,35 @@ import torch
 import torch.nn.functional as F
 
 from . import checks
+
+
+# The batch of an inference pass (``predict``, and through it the teacher-output cache) by device
+# type, chosen by measurement. Not the larger the better on a CPU: a batch whose activations
+# outgrow the CPU's caches is slower per image (the CNN teacher's first conv writes 100 kB per
+# image: 13 MB for 128 images, 103 MB for 1024). benchmarks/inference_batch.py times the teacher
+# pass over the 10k mini images at 64 to 1024; on the 2-core CPU with 2 threads 128 was the
+# fastest and 1024 took 1.57x as long (docs/inference-batch.json; with 1 thread 1.59x). A float
+# model's logits do not depend on it (tests/test_inference.py). CUDA keeps the large batch a GPU
+# wants (not measured: the machine that chose the CPU value has no GPU).
+INFERENCE_BATCH = {"cpu": 128, "cuda": 1024}
+
+
+# Dynamic int8 quantization scales each batch's activations by that batch's own range, so such a
+# model's outputs depend on the batch: it keeps the batch its results were measured and quoted with
+# (notebook 05), whatever the speed-chosen INFERENCE_BATCH is.
+BATCH_DEPENDENT_BATCH = 1024
+
+
+def inference_batch(device, model=None) -> int:
+    """The batch ``predict`` uses: :data:`INFERENCE_BATCH` for ``device`` (the CPU's for other
+    devices), or :data:`BATCH_DEPENDENT_BATCH` for a ``model`` whose outputs depend on the batch."""
+    if model is not None and _batch_dependent(model):
+        return BATCH_DEPENDENT_BATCH
+    return INFERENCE_BATCH.get(torch.device(device).type, INFERENCE_BATCH["cpu"])
+
+
+def _batch_dependent(model) -> bool:
+    return any(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in model.modules())
 
 
 @dataclass
@@ -23,14 +52,16 @@ class ModelOutputs:
 
 
 @torch.inference_mode()
-def predict(model, images: torch.Tensor, stages=(), *, batch_size: int = 1024, device="cpu") -> ModelOutputs:
+def predict(model, images: torch.Tensor, stages=(), *, batch_size: int | None = None, device="cpu") -> ModelOutputs:
     """Run ``model`` on ``images`` now, in eval mode: its logits and the ``stages`` asked for, on the
     CPU in float32. Nothing is kept; for a teacher's outputs on a dataset, computed once and
     cached, use :func:`distill_lib.core.cache.teacher_outputs`.
 
     ``stages`` are those of a :class:`~distill_lib.core.models.StagedNet`
-    (``model(x, return_features=True)``).
+    (``model(x, return_features=True)``). ``batch_size`` None is :func:`inference_batch`'s.
     """
+    if batch_size is None:
+        batch_size = inference_batch(device, model)
     checks.positive_int("batch_size", batch_size)
     stages = tuple(stages)
     was_training = model.training
@@ -87,7 +118,8 @@ def metrics_from_logits(logits, labels, teacher_logits=None) -> dict:
     return metrics
 
 
-def evaluate(model, dataset, *, teacher=None, teacher_logits=None, batch_size: int = 1024, device="cpu") -> dict:
+def evaluate(model, dataset, *, teacher=None, teacher_logits=None, batch_size: int | None = None,
+             device="cpu") -> dict:
     """Accuracy, NLL, ECE of ``model`` on ``dataset``; plus agreement when a teacher is given."""
     logits = predict(model, dataset.images, batch_size=batch_size, device=device).logits
     if teacher is not None and teacher_logits is None:
