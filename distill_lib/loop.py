@@ -28,7 +28,7 @@ import torch
 from .core import cache, checks
 from .core.batches import TensorBatches
 from .core.device import autocast, prepare_model, resolve_device
-from .core.evaluate import metrics_from_logits, predict_logits
+from .core.evaluate import ModelOutputs, metrics_from_logits, predict
 from .core.models import feature_shapes
 from .core.progress import Progress
 from .methods import CrossEntropy, Method, StepOutputs, StopTraining, logit_method
@@ -161,7 +161,7 @@ def _class_count(student, teacher, train_set, eval_set, method) -> int:
 class TeacherSource:
     """Where a step gets the teacher's outputs: cached rows, or the teacher run online."""
 
-    cached: cache.TeacherOutputs | None = None
+    cached: ModelOutputs | None = None
     teacher: torch.nn.Module | None = None
     stages: tuple = ()
 
@@ -326,11 +326,11 @@ def _evaluator(student, method, eval_set, teacher, device):
     """Final-epoch style metrics on ``eval_set`` (accuracy, nll, ece; agreement with a teacher)."""
     if eval_set is None:
         return None
-    teacher_logits = cache.teacher_logits(teacher, eval_set, device=device) if teacher is not None else None
+    teacher_logits = cache.teacher_outputs(teacher, eval_set, device=device).logits if teacher is not None else None
     on_device = (teacher_logits.to(device) if teacher_logits is not None else None, eval_set.labels.to(device))
 
     def evaluate_now():
-        logits = predict_logits(student, eval_set.images, device=device)
+        logits = predict(student, eval_set.images, device=device).logits
         metrics = metrics_from_logits(logits, eval_set.labels, teacher_logits)
         if teacher_logits is not None:
             metrics.update(method.eval_metrics(logits.to(device), *on_device))

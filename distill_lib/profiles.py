@@ -18,8 +18,10 @@ from types import SimpleNamespace
 from typing import Callable
 
 from .core import checks
-from .core.data import FASHION_MNIST_CLASSES
-from .core.models import MODEL_PRESETS
+
+# core.data and core.models (class names, model presets) load torch, 2 s: they are imported inside
+# the checks that need them, so that the command line (``python -m distill_lib --help``, the
+# runner, which reads these tables) starts without torch.
 
 PROFILE_NAMES = ("quick", "full")
 REPO_ROOT = Path(__file__).resolve().parent.parent  # where runs/ (git-ignored) lives in a checkout
@@ -52,6 +54,7 @@ class Setting:
 
 # ------------------------------------------------------------------ checks used by the tables
 def model_name(name, value):
+    from .core.models import MODEL_PRESETS
     checks.one_of(name, value, list(MODEL_PRESETS))
 
 
@@ -81,6 +84,7 @@ def optional(check):
 
 
 def fashion_class(name, value):
+    from .core.data import FASHION_MNIST_CLASSES
     checks.one_of(name, value, FASHION_MNIST_CLASSES)
 
 
@@ -118,6 +122,7 @@ def class_ids(name, value):
 def architecture_problem(source: str, student: str, teacher: str) -> str | None:
     """What is wrong with notebook 03's architectures, or None: presets for the Fashion/MNIST
     sources, torchvision ResNets for the ImageNet source."""
+    from .core.models import MODEL_PRESETS
     allowed = TRANSFER_RESNETS if source == "imagenet-resnet18" else tuple(MODEL_PRESETS)
     for role, name in (("student", student), ("teacher", teacher)):
         if name not in allowed:

@@ -287,7 +287,7 @@ def test_get_teacher_ignores_such_a_checkpoint_instead_of_crashing(tmp_path, mon
 
 def test_a_cached_teacher_output_declaring_gigabytes_is_recomputed_not_allocated(tmp_path, monkeypatch):
     teacher, train = dl.build_model("mlp-small"), data()
-    first = cache.teacher_logits(teacher, train)
+    first = cache.teacher_outputs(teacher, train).logits
     [stored] = (tmp_path / "cache" / "teacher-outputs").glob("*.pt")
     payload = torch.load(stored, weights_only=True)
     payload["logits"] = torch.zeros(1).expand(len(train), 2 ** 26)  # 8 GiB declared in 4 bytes
@@ -295,7 +295,7 @@ def test_a_cached_teacher_output_declaring_gigabytes_is_recomputed_not_allocated
     cache.clear_cache()
     digested, digest = [], cache._tensor_sha256  # the digest is what would copy (allocate) it
     monkeypatch.setattr(cache, "_tensor_sha256", lambda tensor: digested.append(tensor.numel()) or digest(tensor))
-    assert torch.equal(cache.teacher_logits(teacher, train), first)
+    assert torch.equal(cache.teacher_outputs(teacher, train).logits, first)
     assert cache.cache_info()["misses"] == 1  # recomputed, not trusted
     assert max(digested) == first.numel()  # only the recomputed logits were digested
 
@@ -303,7 +303,7 @@ def test_a_cached_teacher_output_declaring_gigabytes_is_recomputed_not_allocated
 def test_a_teacher_outputs_cache_path_that_is_a_file_is_named_clearly(tmp_path, capsys):
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "teacher-outputs").write_text("a file")
-    cache.teacher_logits(dl.build_model("mlp-small"), data())
+    cache.teacher_outputs(dl.build_model("mlp-small"), data()).logits
     out = capsys.readouterr().out
     assert "teacher-outputs is a regular file, not a directory" in out and "Errno" not in out
 
@@ -318,7 +318,7 @@ def test_every_switch_must_be_a_real_boolean(value, tmp_path):
     kept.write_bytes(b"x")
     refused(lambda: cache.clear_cache(disk=value), "disk must be True or False")
     assert kept.exists()  # clear_cache(disk="no") deletes nothing
-    refused(lambda: cache.teacher_logits(dl.build_model("mlp-small"), data(), persist=value), "persist")
+    refused(lambda: cache.teacher_outputs(dl.build_model("mlp-small"), data(), persist=value), "persist")
 
 
 def test_numpy_integers_everywhere_a_seed_or_count_is_taken():

@@ -6,6 +6,7 @@ import pytest
 
 from distill_lib.batch.quote import EN, ZH, readme_table, where_measured
 from distill_lib.core import stats
+from distill_lib.core.evaluate import INFERENCE_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -67,6 +68,12 @@ def test_the_speed_figures_are_the_recorded_ones():
     text = README.replace("\n  ", " ")
     sweep = json.loads((ROOT / "docs" / "benchmark-temperature-sweep.json").read_text())
     for quoted in (f"{sweep['common_way_s']:.1f} s", f"{sweep['distill_lib_s']:.1f} s", f"**{sweep['speedup']:.1f}x**"):
+        assert quoted in text, quoted
+    batch = json.loads((ROOT / "docs" / "inference-batch.json").read_text())
+    wall = batch["median_s"]["wall"]
+    assert batch["best"]["wall"] == INFERENCE_BATCH["cpu"] and batch["threads"] == 2  # the constant is the measured one
+    for quoted in (f"batch 128 took {wall['128']:.1f} s", f"1024, the batch used before, {wall['1024']:.1f} s",
+                   f"({wall['1024'] / wall['128']:.2f}x as long;"):
         assert quoted in text, quoted
     quick = json.loads((ROOT / "docs" / "quick-profile-time.json").read_text())
     assert abs(quick["cold_total_s"] - sum(quick["cold_s"].values())) < 0.5  # the totals are the notebooks' sum

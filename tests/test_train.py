@@ -21,7 +21,7 @@ def teacher():
 
 
 def test_cached_logits_equal_online_teacher_outputs_exactly(tiny_dataset, teacher):
-    cached = cache.teacher_logits(teacher, tiny_dataset)
+    cached = cache.teacher_outputs(teacher, tiny_dataset).logits
     for _images, _labels, index in TensorBatches(tiny_dataset.images, tiny_dataset.labels, batch_size=16, seed=0):
         with torch.inference_mode():
             online = teacher(tiny_dataset.images[index])
@@ -43,18 +43,18 @@ def test_a_temperature_sweep_pays_one_teacher_pass(tiny_dataset, teacher):
 
 
 def test_cache_key_follows_teacher_weights_and_data(tiny_dataset, teacher):
-    first = cache.teacher_logits(teacher, tiny_dataset).clone()
+    first = cache.teacher_outputs(teacher, tiny_dataset).logits.clone()
     with torch.no_grad():
         teacher.head.bias += 1.0
-    assert torch.allclose(cache.teacher_logits(teacher, tiny_dataset), first + 1.0, atol=1e-5)
+    assert torch.allclose(cache.teacher_outputs(teacher, tiny_dataset).logits, first + 1.0, atol=1e-5)
     tiny_dataset.images[0].fill_(0.5)  # in-place edit of the data must invalidate too
-    cache.teacher_logits(teacher, tiny_dataset)
+    cache.teacher_outputs(teacher, tiny_dataset).logits
     assert cache.cache_info()["misses"] == 3
 
 
 def test_cache_refused_with_random_augmentation(tiny_dataset, teacher):
     with pytest.raises(ValueError, match="cannot be cached with random augmentation"):
-        cache.teacher_logits(teacher, tiny_dataset, augment=Augment())
+        cache.teacher_outputs(teacher, tiny_dataset, augment=Augment())
     with pytest.raises(ValueError, match="cannot be cached with random augmentation"):
         dl.distill(dl.build_model("mlp-tiny"), teacher, tiny_dataset, augment=Augment(), cache_logits=True, **FAST)
     history = dl.distill(dl.build_model("mlp-tiny"), teacher, tiny_dataset, augment=Augment(), **FAST)

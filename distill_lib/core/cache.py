@@ -35,7 +35,6 @@ import json
 import os
 import stat
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -43,25 +42,14 @@ import torch
 from . import checks
 from .checkpoints import CheckpointError, prepare_directory, refuse_non_regular, refuse_oversized, state_dict_sha256
 from .device import resolve_device
-from .evaluate import predict_logits, predict_outputs
+from .evaluate import ModelOutputs, predict
 from .results import write_atomic
 
 PREPROCESSING = "inputs in [0, 1]; centring inside the model"
 FILE_FORMAT = "distill_lib.teacher_outputs"
 MAX_ENTRIES = 8  # a few datasets x a few teachers in memory; logits of 60k images are 2.4 MB each
-_entries: "OrderedDict[tuple, TeacherOutputs]" = OrderedDict()
+_entries: "OrderedDict[tuple, ModelOutputs]" = OrderedDict()
 _stats = {"hits": 0, "disk_hits": 0, "misses": 0}
-
-
-@dataclass
-class TeacherOutputs:
-    """The teacher's logits (N x classes) and the named stages' outputs on one dataset, on the CPU."""
-
-    logits: torch.Tensor
-    features: dict = field(default_factory=dict)
-
-    def to(self, device) -> "TeacherOutputs":
-        return TeacherOutputs(self.logits.to(device), {k: v.to(device) for k, v in self.features.items()})
 
 
 def cache_dir() -> Path:
@@ -100,14 +88,18 @@ def dataset_sha256(dataset) -> str:
     return digest.hexdigest()
 
 
-def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: int = 1024, augment=None,
-                    persist: bool = True) -> TeacherOutputs:
-    """The teacher's logits and ``stages`` outputs on every image of ``dataset``, computed at most once.
+def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: int | None = None, augment=None,
+                    persist: bool = True) -> ModelOutputs:
+    """The teacher's logits and ``stages`` outputs on every image of ``dataset``, computed at most
+    once and then served from the cache (memory, and for logits the disk): ``.logits`` (CPU float32),
+    ``.features``. For a model's outputs computed now and not kept, use ``predict``.
 
     Returns copies: editing them never corrupts the cache. ``persist=False`` skips the disk.
+    ``batch_size`` None is the measured inference batch (``evaluate.inference_batch``).
     """
     refuse_with_augmentation(augment)
-    checks.positive_int("batch_size", batch_size)
+    if batch_size is not None:
+        checks.positive_int("batch_size", batch_size)
     checks.boolean("persist", persist)
     device = resolve_device(device)
     stages = tuple(dict.fromkeys(stages))
@@ -124,13 +116,12 @@ def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: in
         entry = _from_disk(key, teacher, dataset)
     if entry is None:
         _stats["misses"] += 1
-        logits, features = predict_outputs(teacher, dataset.images, stages, batch_size=batch_size, device=device)
-        refuse_non_finite(logits)
-        entry = TeacherOutputs(logits, features)
+        entry = predict(teacher, dataset.images, stages, batch_size=batch_size, device=device)
+        refuse_non_finite(entry.logits)
         if persist:
-            _to_disk(key, logits)
+            _to_disk(key, entry.logits)
     _remember(key, entry)
-    return TeacherOutputs(entry.logits.clone(), {s: entry.features[s].clone() for s in stages})
+    return ModelOutputs(entry.logits.clone(), {s: entry.features[s].clone() for s in stages})
 
 
 def refuse_non_finite(logits: torch.Tensor) -> None:
@@ -141,13 +132,6 @@ def refuse_non_finite(logits: torch.Tensor) -> None:
         raise ValueError(f"the teacher's logits hold {bad} non-finite values (NaN or inf) of {logits.numel()}: "
                          f"the teacher itself is broken (diverged or damaged weights), not the student's "
                          f"training; check it with dl.evaluate(teacher, test_set) or load another one")
-
-
-def teacher_logits(teacher, dataset, *, device="cpu", batch_size: int = 1024, augment=None,
-                   persist: bool = True) -> torch.Tensor:
-    """The teacher's logits on every image of ``dataset`` (CPU float32), computed at most once."""
-    return teacher_outputs(teacher, dataset, device=device, batch_size=batch_size, augment=augment,
-                           persist=persist).logits
 
 
 def cache_info() -> dict:
@@ -175,10 +159,10 @@ def _from_memory(key, stages):
     return entry
 
 
-def _remember(key, entry: TeacherOutputs) -> None:
+def _remember(key, entry: ModelOutputs) -> None:
     old = _entries.get(key)
     if old is not None and old is not entry:  # keep stages computed earlier for this pair
-        entry = TeacherOutputs(entry.logits, {**old.features, **entry.features})
+        entry = ModelOutputs(entry.logits, {**old.features, **entry.features})
     _entries[key] = entry
     _entries.move_to_end(key)
     while len(_entries) > MAX_ENTRIES:
@@ -200,7 +184,7 @@ def _from_parent(key, dataset, stages):
         if not torch.equal(ancestor.images[rows], dataset.images):
             return None
         _stats["hits"] += 1
-        return TeacherOutputs(entry.logits[rows].clone(), {s: entry.features[s][rows].clone() for s in stages})
+        return ModelOutputs(entry.logits[rows].clone(), {s: entry.features[s][rows].clone() for s in stages})
     return None
 
 
@@ -231,7 +215,7 @@ def _from_disk(key, teacher, dataset):
     if not valid:
         return None
     _stats["disk_hits"] += 1
-    return TeacherOutputs(logits.float())
+    return ModelOutputs(logits.float())
 
 
 def _spot_check(teacher, dataset, logits: torch.Tensor) -> bool:
@@ -242,7 +226,7 @@ def _spot_check(teacher, dataset, logits: torch.Tensor) -> bool:
         return True
     index = torch.tensor(sorted({0, len(logits) - 1}))
     device = next((p.device for p in teacher.parameters()), torch.device("cpu"))
-    now = predict_logits(teacher, dataset.images[index], device=device)
+    now = predict(teacher, dataset.images[index], device=device).logits
     return now.shape == logits[index].shape and torch.allclose(now, logits[index].float(), rtol=1e-2, atol=1e-2)
 
 

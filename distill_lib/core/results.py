@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib
 import json
 import math
 import os
 import platform
 import secrets
 from pathlib import Path
+
+from . import __version__
 
 METRICS_FILE = "metrics.json"
 
@@ -127,8 +130,8 @@ def _restore(replaced: list) -> None:
 def write_metrics(run_dir, *, params: dict, metrics: dict, timings: dict | None = None) -> Path:
     """Write ``<run_dir>/metrics.json`` atomically and return its path.
 
-    Keys: ``params``, ``metrics``, ``timings``, ``versions`` (python, torch, torchvision,
-    distill_lib when importable), ``device`` (CUDA device name or "cpu" with the CPU count) and
+    Keys: ``params``, ``metrics``, ``timings``, ``versions`` (python, torch and torchvision
+    when importable, distill_lib), ``device`` (CUDA device name or "cpu" with the CPU count) and
     ``created`` (UTC, ISO 8601). numpy/torch scalars and tuples are converted; NaN and infinite
     values are written as ``null``.
     """
@@ -176,15 +179,15 @@ def flatten_numbers(tree: dict, prefix: str = "") -> dict:
 
 
 def _versions() -> dict:
-    # Imported lazily and guarded: metrics must be written even where torch is missing or broken.
     versions = {"python": platform.python_version()}
-    for module_name in ("torch", "torchvision", "distill_lib"):
+    # Imported lazily and guarded: metrics must be written even where torch is missing or broken.
+    for module_name in ("torch", "torchvision"):
         try:
-            module = __import__(module_name)
+            module = importlib.import_module(module_name)
             versions[module_name] = getattr(module, "__version__", "unknown")
         except Exception:
             continue
-    return versions
+    return {**versions, "distill_lib": __version__}  # the version lives in core, beside this module
 
 
 def _device() -> str:

@@ -2,9 +2,9 @@
 transfer-vs-distillation arms (03), the adversarial arms and the one-pass pitfall (04),
 structure matching and lightweighting (05), and so on.
 
-What may be imported here: ``core``, ``methods``, ``loop``, ``teachers``, ``profiles`` and other
-``lessons`` modules. Nothing from ``viz`` or ``batch``, and no plotting or notebook package:
-a lesson computes, ``viz`` draws. ``batch`` never imports a lesson.
+Layer ``lessons`` may import: core, methods, loop, profiles, teachers; no plotting or notebook
+package. A lesson computes, ``viz`` draws; ``batch`` never imports a lesson. (The table of every
+layer is ``distill_lib/layers.py``; ``tests/test_layers.py`` checks every import against it.)
 """
 import importlib as _importlib
 

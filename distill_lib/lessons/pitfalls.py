@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from ..core import checks
-from ..core.cache import teacher_logits as cached_logits
+from ..core.cache import teacher_outputs
 from ..core.data import Dataset, stratified_indices
-from ..core.evaluate import predict_logits
+from ..core.evaluate import predict
 from ..core.models import build_model
 from ..loop import TrainingDiverged, train
 from ..methods import Method, StepOutputs, soft_targets
@@ -136,14 +136,14 @@ def teacher_in_train_mode(teacher, dataset, test_set, *, batch_size: int = 256) 
     device = _device_of(teacher)
     drifted = copy.deepcopy(teacher).train()
     # the eval-mode answers come from the teacher-output cache: the students' training filled it
-    before = cached_logits(teacher, test_set, device=device)
-    eval_mode = cached_logits(teacher, dataset, device=device)
+    before = teacher_outputs(teacher, test_set, device=device).logits
+    eval_mode = teacher_outputs(teacher, dataset, device=device).logits
     disagree = 0
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
             train_mode = drifted(dataset.images[start:start + batch_size].to(device)).cpu()
             disagree += int((train_mode.argmax(1) != eval_mode[start:start + batch_size].argmax(1)).sum())
-    after = predict_logits(drifted, test_set.images, device=device)
+    after = predict(drifted, test_set.images, device=device).logits
     return {"accuracy_before": _accuracy(before, test_set.labels), "accuracy_after": _accuracy(after, test_set.labels),
             "train_mode_disagreement": disagree / len(dataset)}
 
@@ -153,7 +153,7 @@ def augmentation_mismatch(teacher, dataset, augment, *, seed: int = 0, batch_siz
     augmented views the student is actually shown: argmax disagreement and mean KL at T = 1."""
     generator = torch.Generator().manual_seed(seed)
     device = _device_of(teacher)
-    cached = cached_logits(teacher, dataset, device=device)
+    cached = teacher_outputs(teacher, dataset, device=device).logits
     disagree, kl, seen = 0, 0.0, 0
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):

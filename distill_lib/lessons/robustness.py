@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import checks
-from ..core.evaluate import predict_logits
+from ..core.evaluate import predict
 
 
 def _check_images(images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -59,7 +59,7 @@ def fgsm(model, images: torch.Tensor, labels: torch.Tensor, epsilon: float, *, b
 
 def accuracy_on(model, images: torch.Tensor, labels: torch.Tensor) -> float:
     device = next(model.parameters()).device
-    return float((predict_logits(model, images, device=device).argmax(1) == labels).float().mean())
+    return float((predict(model, images, device=device).logits.argmax(1) == labels).float().mean())
 
 
 def perturbed_accuracies(model, images: torch.Tensor, labels: torch.Tensor, *, sigmas, epsilons,

@@ -34,10 +34,15 @@ def dkd_loss(student_logits, teacher_logits, labels, *, temperature: float, tckd
                          "the target class from the others; got labels=None. Use kd_loss(..., alpha=1) "
                          "for a soft term without labels")
     labels = check_logit_inputs(student_logits, teacher_logits, labels, alpha=0.0)
-    if bool((labels < 0).any()):
-        raise ValueError("dkd_loss needs a label for every sample (it splits target from non-target "
-                         "classes); got unlabelled samples (-1). Use loss='kl' for unlabelled images")
+    _refuse_unlabelled(labels)
     return _dkd(precise(student_logits), precise(teacher_logits), labels, temperature, tckd_weight, nckd_weight)
+
+
+def _refuse_unlabelled(labels) -> None:
+    if labels is None or bool((labels < 0).any()):
+        got = "labels=None" if labels is None else "unlabelled samples (-1)"
+        raise ValueError(f"dkd needs a label for every sample (it splits target from non-target "
+                         f"classes); got {got}. Use loss='kl' for unlabelled images")
 
 
 def _dkd(student_logits, teacher_logits, labels, temperature, tckd_weight, nckd_weight):
@@ -85,6 +90,10 @@ class DKD(LogitDistillation):
 
     def start_epoch(self, epoch: int) -> None:
         self.ramp = min(epoch / self.warmup_epochs, 1.0) if self.warmup_epochs else 1.0
+
+    def check_inputs(self, student_logits, teacher_logits, labels):
+        _refuse_unlabelled(labels)
+        return super().check_inputs(student_logits, teacher_logits, labels)
 
     def soft_term(self, student_logits, teacher_logits, labels):
         return self.ramp * _dkd(student_logits, teacher_logits, labels, self.temperature,

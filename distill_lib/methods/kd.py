@@ -3,7 +3,8 @@
     loss = (1 - alpha) * CE(student, labels) + alpha * soft_term(student, teacher, T)
 
 ``alpha`` is the weight of the soft-target (teacher) term; ``alpha = 1`` needs no labels at all.
-The soft terms (each also a registered method):
+The soft terms, each a method of the one registry (``methods/registry.py``), reached by name
+through ``get_method``, ``get_loss`` and ``distill(loss=...)`` alike:
 
 - ``"kl"`` (:class:`KD`; Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural
   Network"): ``T^2 * KL(softmax(t / T) || softmax(s / T))``, averaged over the batch
@@ -58,9 +59,6 @@ def mse_soft_term(student_logits, teacher_logits, temperature):
     return temperature ** 2 * diff.pow(2).sum(dim=-1).mean()
 
 
-SOFT_TERMS = {"kl": kl_soft_term, "mse-logits": mse_logits_soft_term, "mse-soft": mse_soft_term}
-
-
 def check_logit_inputs(student_logits, teacher_logits, labels, *, alpha: float):
     """Shapes (batch x classes, equal, at least one row), finite floating-point logits, labels
     (integers in [-1, classes - 1]) and alpha; returns the labels as int64 (or None)."""
@@ -94,16 +92,10 @@ def _check_logits(name: str, logits) -> None:
                          f"a diverged or broken model gives them")
 
 
-def kd_loss(student_logits, teacher_logits, labels, *, temperature: float, alpha: float, kind: str = "kl"):
-    """``(1 - alpha) * CE(student, labels) + alpha * soft_term``; see the module docstring."""
-    checks.one_of("kind", kind, list(SOFT_TERMS))
-    checks.positive_number("temperature", temperature)
-    checks.fraction("alpha", alpha)
-    labels = check_logit_inputs(student_logits, teacher_logits, labels, alpha=alpha)
-    student_logits, teacher_logits = precise(student_logits), precise(teacher_logits)
-    parts = logit_parts(SOFT_TERMS[kind](student_logits, teacher_logits, temperature) if alpha > 0 else None,
-                        student_logits, labels, alpha, "soft")
-    return sum(parts.values()) if alpha < 1 else parts["soft"]
+def kd_loss(student_logits, teacher_logits, labels, *, temperature: float, alpha: float):
+    """Hinton's KD loss on one batch: ``(1 - alpha) * CE(student, labels) + alpha * T^2 * KL``
+    (module docstring). The other soft terms by name: ``get_loss("mse-soft")``, ``get_loss("dkd")``."""
+    return KD(temperature, alpha).loss(student_logits, teacher_logits, labels)
 
 
 def logit_parts(soft, student_logits, labels, alpha: float, soft_name: str) -> dict:
@@ -114,18 +106,6 @@ def logit_parts(soft, student_logits, labels, alpha: float, soft_name: str) -> d
     if alpha > 0:
         parts[soft_name] = alpha * soft
     return parts
-
-
-def get_loss(name: str):
-    """The distillation loss registered under ``name`` ("kl", "mse-logits", "mse-soft"), as a
-    function ``(student_logits, teacher_logits, labels, *, temperature, alpha) -> loss``."""
-    checks.one_of("loss", name, list(SOFT_TERMS))
-
-    def loss(student_logits, teacher_logits, labels, *, temperature, alpha):
-        return kd_loss(student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha, kind=name)
-
-    loss.__name__ = f"kd_loss_{name.replace('-', '_')}"
-    return loss
 
 
 def precise(logits: torch.Tensor) -> torch.Tensor:
@@ -149,6 +129,17 @@ class LogitDistillation(Method):
 
     def soft_term(self, student_logits, teacher_logits, labels) -> torch.Tensor:
         raise NotImplementedError
+
+    def check_inputs(self, student_logits, teacher_logits, labels):
+        """Refuse what this method cannot take, with a message (the loop checks datasets instead);
+        returns the labels as int64."""
+        return check_logit_inputs(student_logits, teacher_logits, labels, alpha=self.alpha)
+
+    def loss(self, student_logits, teacher_logits, labels) -> torch.Tensor:
+        """The summed loss of one batch of plain tensors, inputs checked first: what ``get_loss``
+        and ``kd_loss`` return. The loop calls ``forward`` instead, for the named parts."""
+        labels = self.check_inputs(student_logits, teacher_logits, labels)
+        return sum(self(StepOutputs(student_logits, labels, teacher_logits)).values())
 
     def part_names(self) -> tuple:
         return ("ce",) * (self.alpha < 1) + (self.soft_name,) * (self.alpha > 0)
