@@ -140,3 +140,12 @@ def test_the_hooks_run_in_the_documented_order(tiny_dataset):
     epoch = lambda e: [f"start_epoch {e}", *step, "epoch_stats", "eval_metrics", f"end_epoch {e}"]  # noqa: E731
     assert calls == ["student_stages", "teacher_stages", "prepare", "settings", "student_parameters",
                      *epoch(1), *epoch(2)]
+
+
+def test_an_unknown_option_is_named_alone_with_the_options_there_are():
+    # issue 22: loss_options={"bogus": 1} listed alpha and temperature as if they were the problem
+    with pytest.raises(ValueError) as refused:
+        dl.get_loss("kl", bogus=1)
+    message = str(refused.value)
+    assert "has no option 'bogus'" in message and "its options: temperature, alpha" in message
+    assert "cannot take" not in message and "'alpha'" not in message

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import distill_lib as dl
-from distill_lib.methods import dkd_loss, kd_loss
+from distill_lib.methods import dkd_loss, get_loss, kd_loss
 
 TEMPERATURES = [1.0, 4.0, 20.0, 20.5, 100.0, 1e3, 1e4, 3e4, 1e6, 1e8, 1e12, 1e20]
 HUGE = [1e30, 1e100, 1e200, 1e300]
@@ -82,7 +82,7 @@ def limit_kd(s, t) -> float:
 LOSSES = {  # name -> (the library's loss, the same loss by its definition with 60 digits, float64 rtol)
     "kl": (lambda s, t, y, T: kd_loss(s, t, None, temperature=T, alpha=1.0),
            lambda s, t, y, T: decimal_kd(s, t, T), 1e-12),
-    "mse-soft": (lambda s, t, y, T: kd_loss(s, t, y, temperature=T, alpha=1.0, kind="mse-soft"),
+    "mse-soft": (lambda s, t, y, T: get_loss("mse-soft")(s, t, y, temperature=T, alpha=1.0),
                  lambda s, t, y, T: decimal_mse_soft(s, t, T), 1e-12),
     "dkd": (lambda s, t, y, T: dkd_loss(s, t, y, temperature=T, tckd_weight=1.0, nckd_weight=8.0),
             lambda s, t, y, T: decimal_dkd(s, t, y, T, 1.0, 8.0), 1e-11),
@@ -106,7 +106,7 @@ def test_beyond_any_float_cancellation_the_losses_are_the_closed_form_limit(T):
     s, t, y = sample()
     limit = limit_kd(s, t)
     for kind in ("kl", "mse-soft"):
-        value = kd_loss(s.double(), t.double(), y, temperature=T, alpha=1.0, kind=kind)
+        value = get_loss(kind)(s.double(), t.double(), y, temperature=T, alpha=1.0)
         if kind == "kl":
             assert abs(float(value) - limit) <= 1e-12 * limit
         assert torch.isfinite(value)

@@ -8,13 +8,13 @@ layer is ``distill_lib/layers.py``; ``tests/test_layers.py`` checks every import
 """
 import importlib as _importlib
 
-# the notebooks reach a lesson as ``dl.lessons.<name>`` (their one import is ``import distill_lib as
-# dl``); a lesson module loads on first use
-_SUBMODULES = ("adversarial", "lightweight", "matching", "omitted_class", "pitfalls", "robustness", "temperature",
-               "temperature_grid", "transfer", "transfer_arms", "transfer_models", "transfer_results")
-
 
 def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return _importlib.import_module(f".{name}", __name__)
+    """``dl.lessons.<name>`` loads a lesson module on first use (the notebooks' one import is
+    ``import distill_lib as dl``). The names are literals, so the layer test can read them."""
+    for module in (".adversarial", ".lightweight", ".matching", ".omitted_class", ".pitfalls",
+                   ".robustness", ".temperature", ".temperature_grid", ".transfer", ".transfer_arms",
+                   ".transfer_models", ".transfer_results"):
+        if name == module[1:]:
+            return _importlib.import_module(module, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

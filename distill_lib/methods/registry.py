@@ -36,11 +36,15 @@ LOGIT_LOSSES = tuple(name for name, cls in METHODS.items() if issubclass(cls, Lo
 def get_method(name: str, **options) -> Method:
     """A new method by registry name, e.g. ``get_method("dkd", temperature=4, alpha=0.5)``."""
     checks.one_of("method", name, list(METHODS))
+    allowed = [p for p in inspect.signature(METHODS[name]).parameters if p != "self"]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:  # named alone: the options the method does take are not the problem
+        raise ValueError(f"method {name!r} has no option {', '.join(map(repr, unknown))} (given "
+                         f"{ {k: options[k] for k in unknown} }); its options: {', '.join(allowed)}")
     try:
         return METHODS[name](**options)
-    except TypeError as error:  # an unknown or missing option: say which ones exist
-        allowed = [p for p in inspect.signature(METHODS[name]).parameters if p != "self"]
-        raise ValueError(f"method {name!r} cannot take {sorted(options)}: {error}; its options: {allowed}") from None
+    except TypeError as error:  # a missing option
+        raise ValueError(f"method {name!r}: {error}; its options: {', '.join(allowed)}") from None
 
 
 def logit_method(loss: str, *, temperature: float, alpha: float, **options) -> LogitDistillation:

@@ -11,12 +11,12 @@ from .curves import (confusion_matrix, learning_curves, per_class_accuracy, plot
 
 import importlib as _importlib
 
-# ``dl.viz.<name>`` for the figures of one notebook (``dl.viz.temperature``, ...), loaded on first use
-_SUBMODULES = ("adversarial", "explorer", "lightweight", "matching", "notebook", "robustness", "temperature",
-               "transfer")
-
 
 def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return _importlib.import_module(f".{name}", __name__)
+    """``dl.viz.<name>`` loads a notebook's figures module on first use (the notebooks' one import is
+    ``import distill_lib as dl``). The names are literals, so the layer test can read them."""
+    for module in (".adversarial", ".explorer", ".lightweight", ".matching", ".notebook", ".robustness",
+                   ".temperature", ".transfer"):
+        if name == module[1:]:
+            return _importlib.import_module(module, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
