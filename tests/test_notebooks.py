@@ -8,7 +8,7 @@ import nbformat
 import papermill
 import pytest
 
-from distill_lib.core import stats
+from distill_lib.core import pays, stats
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -80,6 +80,20 @@ def check_03_transfer_set(metrics: dict) -> None:
 NOTEBOOK_CHECKS = {"03_transfer_vs_distillation": check_03_transfer_set}  # what one notebook's metrics must hold
 
 
+def check_when_kd_pays_rows(path, fresh_rows):
+    """Each row the notebook records is in the README's "when does distillation pay" table, and the
+    fresh effect lies within the quoted interval, give or take the row's margin (as the headline)."""
+    quoted = pays.parse_table((NOTEBOOK_DIR.parent / "README.md").read_text(encoding="utf-8"))
+    for row in fresh_rows:
+        key = (row["notebook"], row["comparison"])
+        assert key in quoted, f"{path.name}: its row {key} is not in README's when-kd-pays table: re-quote"
+        found, mean = quoted[key], 100 * row["effect"]["mean"]
+        slack = 100 * row["effect"]["margin"] + 0.005
+        assert found["low"] - slack <= mean <= found["high"] + slack, (
+            f"{path.name}: row {key} gives {mean:+.2f} points now, outside the quoted {found['low']:+.2f} to "
+            f"{found['high']:+.2f} (± its margin): re-measure and re-quote")
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", EXECUTED, ids=ids(EXECUTED))
 def test_runs_headless_in_the_quick_profile(path, tmp_path):
@@ -108,6 +122,8 @@ def test_runs_headless_in_the_quick_profile(path, tmp_path):
         f"{quoted['low']:+.2f} to {quoted['high']:+.2f} (± the margin {quoted['margin']:.2f}): re-measure and "
         f"re-quote (python -m distill_lib quote)")
     NOTEBOOK_CHECKS.get(path.stem, lambda found: None)(metrics["metrics"])
+    if edition(path) == "en":  # the same code in both editions: the English rows stand for both
+        check_when_kd_pays_rows(path, metrics["metrics"].get(pays.KEY, []))
     executed = nbformat.read(tmp_path / path.name, as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not any(o.get("output_type") == "error" for o in outputs)
