@@ -15,7 +15,7 @@ What may be imported here: ``core`` and other ``methods`` modules, torch. Nothin
 from __future__ import annotations
 
 from ..core import checks
-from . import adversarial, attention, ce, dkd, hint, kd
+from . import adversarial, attention, ce, data_free, dkd, hint, kd
 from .adversarial import Adversarial, Discriminator
 from .attention import AttentionTransfer, attention_loss, attention_map
 from .base import Combined, Method, StepOutputs, StopTraining, combine
@@ -35,6 +35,7 @@ METHODS = {
     "hint": hint.Hint,
     "attention": attention.AttentionTransfer,
     "adversarial": adversarial.Adversarial,
+    "data-free": data_free.DataFree,
 }
 LOGIT_LOSSES = tuple(name for name, cls in METHODS.items() if issubclass(cls, LogitDistillation))
 

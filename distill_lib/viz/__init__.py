@@ -6,3 +6,4 @@ The common figures are re-exported: ``dl.viz.learning_curves``, ``dl.viz.plot_co
 """
 from .curves import (confusion_matrix, learning_curves, per_class_accuracy, plot_confusion,  # noqa: F401
                      plot_effects, plot_loss_parts, plot_per_class, plot_seed_comparison)
+from . import data_free  # noqa: F401,E402  dl.viz.data_free: the figures of notebook 07
