@@ -268,7 +268,7 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
         "lr": Setting(2e-3, 2e-3),
     },
     "07_data_free": {
-        "threads": Setting(1, 0, checks.non_negative_int),  # measured with one thread on the shared 2-core CPU
+        "threads": Setting(1, 0, checks.non_negative_int),  # measured: a second thread does not speed these small convs up
         "dataset": Setting("fashion-mnist-mini", "fashion-mnist"),  # the test set; no training image is used
         "teacher": Setting("lenet", "lenet"),  # the LeNet-5-sized BN teacher (TEACHER_RECIPES["lenet"], shipped)
         "student": Setting("mlp-small", "mlp-small", model_name),
@@ -280,7 +280,6 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
         "batch_size": Setting(256, 512, checks.positive_int),
         "lr": Setting(1e-3, 1e-3),  # the student's Adam, constant
         "temperature": Setting(1.0, 1.0),
-        "members": Setting(8, 8, checks.positive_int),  # the generator mixture (one per member: mode collapse)
         "generator_channels": Setting(32, 64),
         "noise_dim": Setting(64, 64),
         "g_lr": Setting(1e-2, 1e-2),
@@ -289,7 +288,7 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
         "tv_weight": Setting(1.0, 1.0),
         "adv_weight": Setting(0.1, 0.1, checks.non_negative_number),
         "jitter": Setting(2, 2),
-        "balance_weight": Setting(5.0, 5.0),  # DAFL's weight, for the unconditional generator of the ablation
+        "balance_weight": Setting(5.0, 5.0),  # DAFL's weight, for the ablation without the BN prior
         "noise": Setting("uniform", "uniform", lambda name, value: checks.one_of(name, value, ("uniform", "gaussian"))),
         "ablation_epochs": Setting(4, 10, checks.positive_int),
     },

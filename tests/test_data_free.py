@@ -148,31 +148,19 @@ def test_random_affine_is_the_identity_at_zero_and_keeps_the_range():
 
 
 # ------------------------------------------------------------------ the generator and the sources
-def test_generator_makes_images_in_unit_range_for_each_class():
+def test_generator_makes_images_in_unit_range_and_a_conditional_one_follows_the_class():
     g = Generator(4, image_shape=SHAPE, noise_dim=8, channels=8, seed=0)
     z, classes = g.draw(10, torch.Generator().manual_seed(0))
-    assert classes.tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
-    images = g(z, classes)
-    assert images.shape == (10, *SHAPE) and float(images.detach().min()) >= 0 and float(images.detach().max()) <= 1
-    assert not torch.allclose(g(z, classes), g(z, (classes + 1) % 4))  # the class changes the image
+    assert classes.tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1] and not g.conditional
+    images = g(z).detach()
+    assert images.shape == (10, *SHAPE) and float(images.min()) >= 0 and float(images.max()) <= 1
+    torch.testing.assert_close(g(z, classes), g(z))  # unconditional: the classes are ignored
+    c = Generator(4, image_shape=SHAPE, noise_dim=8, channels=8, conditional=True, seed=0)
+    assert not torch.allclose(c(z, classes), c(z, (classes + 1) % 4))  # the class changes the image
     with pytest.raises(ValueError, match="needs the classes"):
-        g(z)
-    assert Generator(4, image_shape=SHAPE, noise_dim=8, conditional=False)(z).shape == (10, *SHAPE)
+        c(z)
     with pytest.raises(ValueError, match="divisible by 4"):
         Generator(4, image_shape=(1, 10, 10))
-
-
-def test_a_mixture_cuts_the_batch_in_order_among_its_members():
-    g = Generator(4, image_shape=SHAPE, noise_dim=8, channels=8, members=3, seed=0).eval()
-    assert g.parts(10) == [4, 3, 3]
-    z, classes = g.draw(10, torch.Generator().manual_seed(0))
-    assert classes.tolist() == [0, 1, 2, 3, 0, 1, 2, 0, 1, 2]  # classes in turn within each member's part
-    images = g(z, classes)
-    by_member = torch.cat([g.members[0](z[:4], classes[:4]), g.members[1](z[4:7], classes[4:7]),
-                           g.members[2](z[7:], classes[7:])])
-    torch.testing.assert_close(images, by_member)
-    a, b = g.members[0].project[0].weight, g.members[1].project[0].weight
-    assert not torch.equal(a, b)  # independent members: different initial weights
 
 
 def test_generator_seed_gives_identical_weights_and_leaves_the_global_rng_alone():
@@ -196,6 +184,20 @@ def test_generator_batches_are_unlabelled_without_gradient_and_repeat_per_seed()
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
 
 
+def test_generator_batches_take_the_latest_step_s_images_when_there_are_some():
+    g = Generator(4, image_shape=SHAPE, noise_dim=8, channels=8, seed=0)
+    made = torch.rand(5, *SHAPE)
+    latest = [made, None]
+    source = GeneratorBatches(g, steps=2, batch_size=5, augment=False, latest=lambda: latest.pop(0))
+    first, second = [images for images, _, _ in source]
+    assert torch.equal(first, made)  # the generator's own step made them: no second batch
+    assert second.shape == (5, *SHAPE) and not torch.equal(second, made)  # none left: a new batch
+    teacher, student = bn_teacher(), student_model()
+    method = _method(teacher, student)
+    method.before_student_step(None)
+    assert method.latest_images().shape == (12, *SHAPE) and method.latest_images() is None
+
+
 def test_noise_batches():
     uniform = list(NoiseBatches(SHAPE, steps=2, batch_size=64, kind="uniform", seed=1))
     assert len(uniform) == 2 and uniform[0][0].shape == (64, *SHAPE) and uniform[0][1].tolist() == [-1] * 64
@@ -210,7 +212,7 @@ def test_noise_batches():
 
 # ------------------------------------------------------------------ the method's two steps
 def _method(teacher, student, **options):
-    g = Generator(4, image_shape=SHAPE, noise_dim=8, channels=8, seed=0)
+    g = Generator(4, image_shape=SHAPE, noise_dim=8, channels=8, conditional=True, seed=0)
     settings = dict(g_batch_size=12, adv_weight=0.5, balance_weight=0.3, jitter=1)
     method = DataFree(g, teacher, student, **{**settings, **options})
     method.prepare(student_shapes={}, teacher_shapes={}, num_classes=4, seed=0)
@@ -247,8 +249,9 @@ def test_the_generator_step_follows_autograd_on_a_copy_and_leaves_teacher_and_st
     grads = torch.autograd.grad(loss, list(before.parameters()))
     for (name, param), grad in zip(method.generator.named_parameters(), grads):
         torch.testing.assert_close(param.grad, grad, rtol=1e-4, atol=1e-5, msg=name)
-    assert float(stats["gen_loss"]) == pytest.approx(float(loss), rel=1e-5)
+    assert float(stats["gen_loss"]) == pytest.approx(loss.item(), rel=1e-5)
     assert set(stats) == {"gen_class", "gen_bn", "gen_tv", "gen_adv", "gen_balance", "gen_loss", "gen_agree"}
+    assert torch.equal(method.latest_images(), images.detach())  # the step's images, for the student's batch
     assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
     assert all(torch.equal(v, student_before[k]) for k, v in student.state_dict().items())
     assert all(p.grad is None for p in [*teacher.parameters(), *student.parameters()])
@@ -266,7 +269,7 @@ def test_the_students_step_is_kd_with_alpha_one_and_no_labels():
                                 teacher_logits=t)
     T = method.temperature
     oracle = T ** 2 * (F.softmax(t / T, 1) * (F.log_softmax(t / T, 1) - F.log_softmax(by_hand(images) / T, 1))).sum(1).mean()
-    assert set(parts) == {"kd"} and loss == pytest.approx(float(oracle), rel=1e-5)
+    assert set(parts) == {"kd"} and loss == pytest.approx(oracle.item(), rel=1e-5)
     oracle.backward()
     with torch.no_grad():
         for p in by_hand.parameters():
@@ -276,7 +279,7 @@ def test_the_students_step_is_kd_with_alpha_one_and_no_labels():
 
 def test_unconditional_generator_is_pushed_to_the_teachers_argmax():
     teacher = bn_teacher()
-    g = Generator(4, image_shape=SHAPE, noise_dim=8, channels=8, conditional=False, seed=0)
+    g = Generator(4, image_shape=SHAPE, noise_dim=8, channels=8, seed=0)
     method = DataFree(g, teacher, None, adv_weight=0.0, bn_weight=0.0, tv_weight=0.0, g_batch_size=8, jitter=0)
     method.prepare(student_shapes={}, teacher_shapes={}, num_classes=4, seed=0)
     images = g(torch.randn(8, 8))
@@ -312,11 +315,14 @@ def test_the_loop_trains_from_a_generator_with_the_teacher_online():
                     eval_set=test, progress="off")
     assert cache_info()["misses"] - misses <= 1  # the eval set's logits only: no training-set cache
     assert list(history.parts) == ["kd"] and len(history.train_loss) == 2
-    assert {"gen_class", "gen_bn", "gen_tv", "gen_adv", "gen_loss", "gen_agree"} <= set(history.stats)
+    assert {"gen_class", "gen_bn", "gen_tv", "gen_adv", "gen_loss"} <= set(history.stats)
+    assert "gen_agree" not in history.stats  # an unconditional generator is asked for no class
     assert len(history.curve("gen_bn")) == 2 and len(history.curve("accuracy")) == 2
     assert history.config["batch_size"] == 16 and history.config["method"] == "data-free"
     assert [s["epoch"] for s in method.snapshots] == [1, 2]
-    assert method.snapshots[0]["images"].shape == (16, *SHAPE) and sum(method.snapshots[0]["teacher_counts"]) == 16
+    first = method.snapshots[0]
+    assert first["images"].shape == (16, *SHAPE) and sum(first["teacher_counts"]) == 16
+    assert first["teacher_counts"] == torch.bincount(first["read"], minlength=4).tolist()
 
 
 def test_same_seed_same_run():

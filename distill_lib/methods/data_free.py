@@ -1,37 +1,37 @@
 """Data-free distillation: a generator makes the images, the student learns from the teacher on them.
 
-No training image is used. A class-conditional generator ``G`` turns noise ``z`` and a class ``c``
-into an image; the frozen teacher judges it. Each step of the one loop (``distill_lib.loop.train``
-with a :class:`GeneratorBatches` source as its ``train_set``):
+No training image is used. A generator ``G`` turns noise ``z`` into an image; the frozen teacher
+judges it. Each step of the one loop (``distill_lib.loop.train`` with :meth:`DataFree.batches`, a
+:class:`GeneratorBatches` source, as its ``train_set``):
 
-1. the batch: images of ``G``, shifted, flipped, rotated and scaled at random (no gradient, no
-   labels: the student learns from the teacher only);
+1. the batch: the images ``G`` made in its previous step, detached, then shifted, flipped, rotated
+   and scaled at random (no labels: the student learns from the teacher only);
 2. the teacher's logits on them, run online;
 3. **the generator's step**, this method's hook (as the discriminator's step is in ``adversarial``):
-   a fresh batch for classes drawn evenly, jittered (a random shift of up to 2 pixels and a flip
-   per image, as DeepInversion jitters) and scored by the frozen teacher (and the frozen student);
-   ``G`` minimises
+   a fresh batch, jittered (a random shift of up to 2 pixels and a flip per image, as
+   DeepInversion jitters) and scored by the frozen teacher (and the frozen student); ``G`` minimises
 
-   - ``class``   ``w_class * CE(teacher(x), c)``: the teacher must read class ``c`` (DAFL's one-hot
-     loss; an unconditional ``G`` is pushed towards the teacher's own argmax instead);
+   - ``class``   ``w_class * CE(teacher(x), argmax teacher(x))``: images the teacher is sure about
+     (DAFL's one-hot loss); a conditional ``G`` asked for class ``c`` gets ``CE(teacher(x), c)``;
    - ``bn``      ``w_bn * sum_layers mean_channels KL(N(mu_batch, var_batch) || N(mu_run, var_run))``:
      the features of a generated batch must have the statistics the teacher's BatchNorm layers
-     recorded on the real data (DeepInversion's prior, Yin et al. 2020, in a scale-free form);
+     recorded on the real data (DeepInversion's prior, Yin et al. 2020, in a scale-free form). It
+     also keeps every class in the batch: a batch of one class has the wrong statistics;
    - ``tv``      ``w_tv * total variation``: neighbouring pixels alike (an image prior);
    - ``adv``     ``-w_adv * L1(student(x), teacher(x))``: seek images where the student still
      disagrees with the teacher (DFAD, Fang et al. 2019);
    - ``balance`` ``w_balance * (log C - H(mean teacher softmax))``: every class equally often
-     (DAFL's information-entropy loss; what an unconditional ``G`` needs against mode collapse);
+     (DAFL's information-entropy loss; off by default, the BN prior does its work here);
 
 4. **the student's step** on the batch of 1: ``T^2 * KL(softmax(t/T) || softmax(s/T))``, the
    workbench's KD loss with ``alpha = 1`` (its part is ``"kd"``).
 
 The generator's weighted loss parts are recorded per epoch in ``History.stats`` as ``gen_class``,
-``gen_bn``, ``gen_tv``, ``gen_adv``, ``gen_balance`` (only those with a weight > 0), with their sum
-``gen_loss`` and ``gen_agree`` (the share of generated images the teacher reads as their class);
-``History.parts`` holds the student's. After every epoch the method keeps a snapshot
-(:attr:`DataFree.snapshots`): the generator's images for a fixed batch of noise, and the
-teacher's class counts on them.
+``gen_bn``, ``gen_tv``, ``gen_adv``, ``gen_balance`` (only those with a weight > 0) with their sum
+``gen_loss`` (and, for a conditional ``G``, ``gen_agree``: the share of images the teacher reads as
+the class asked for); ``History.parts`` holds the student's. After every epoch the method keeps a
+snapshot (:attr:`DataFree.snapshots`): the generator's images for a fixed batch of noise, and the
+classes the teacher reads on them.
 """
 from __future__ import annotations
 
@@ -48,90 +48,75 @@ from .base import Method, StepOutputs
 from .kd import kl_soft_term, precise
 
 
-class GeneratorMember(nn.Module):
-    """One small conditional generator: ``z`` (and the one-hot class) -> linear -> ``channels`` x
-    H/4 x W/4 -> upsample x2 -> conv -> upsample x2 -> conv -> sigmoid, images in [0, 1] (the
-    range every model of the workbench takes). BatchNorm (so no bias before it) and LeakyReLU(0.2)
-    after the linear layer and the first conv: DCGAN's generator (Radford et al. 2016), made small
-    (about 1.1M multiply-adds per 28 x 28 image at 32 channels)."""
-
-    def __init__(self, num_classes: int, image_shape: tuple, noise_dim: int, channels: int, conditional: bool):
-        super().__init__()
-        self.num_classes, self.channels, self.conditional = num_classes, channels, conditional
-        self.start = (image_shape[1] // 4, image_shape[2] // 4)
-        width = channels * self.start[0] * self.start[1]
-        inputs = noise_dim + (num_classes if conditional else 0)
-        self.project = nn.Sequential(nn.Linear(inputs, width, bias=False), nn.BatchNorm1d(width), nn.LeakyReLU(0.2))
-        self.body = nn.Sequential(
-            nn.Upsample(scale_factor=2), nn.Conv2d(channels, channels // 2, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels // 2), nn.LeakyReLU(0.2),
-            nn.Upsample(scale_factor=2), nn.Conv2d(channels // 2, image_shape[0], 3, padding=1), nn.Sigmoid())
-
-    def forward(self, z: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
-        if self.conditional:
-            z = torch.cat([z, F.one_hot(classes, self.num_classes).to(z.dtype)], dim=1)
-        return self.body(self.project(z).view(len(z), self.channels, *self.start))
-
-
 class Generator(nn.Module):
-    """``members`` independent :class:`GeneratorMember` networks; a batch is cut in order into
-    ``members`` near-equal parts, part ``i`` made by member ``i``.
+    """``z`` (and, when ``conditional``, a one-hot class) -> linear -> ``channels`` x H/4 x W/4 ->
+    upsample x2 -> conv -> upsample x2 -> conv -> sigmoid: images in [0, 1], the range every model
+    of the workbench takes. BatchNorm (so no bias before it) and LeakyReLU(0.2) after the linear
+    layer and the first conv: DCGAN's generator (Radford et al. 2016) made small, about 1.1M
+    multiply-adds per 28 x 28 image at 32 channels (the LeNet teacher: 0.42M).
 
-    One conditional generator trained against a teacher soon makes one image per class whatever
-    its noise (mode collapse *within* a class); independent members start from different weights
-    and settle on different images, so a mixture of them covers several (Hoang et al. 2018 use
-    a mixture of generators against mode collapse in GANs). Splitting the batch keeps the cost per
-    image that of one member. ``seed`` makes the initial weights repeatable; the global RNG is
-    left untouched."""
+    Unconditional by default, the recipe of notebook 07: a conditional generator soon makes one
+    image per class whatever its noise (collapse *within* a class); an unconditional one has to
+    put the class into ``z`` too, and so keeps its noise meaningful. ``seed`` makes the initial
+    weights repeatable; the global RNG is left untouched."""
 
     def __init__(self, num_classes: int = 10, *, image_shape=(1, 28, 28), noise_dim: int = 64, channels: int = 32,
-                 members: int = 1, conditional: bool = True, seed: int | None = None):
+                 conditional: bool = False, seed: int | None = None):
         super().__init__()
         self.num_classes = checks.positive_int("num_classes", num_classes)
         self.noise_dim = checks.positive_int("noise_dim", noise_dim)
         self.channels = checks.positive_int("channels", channels)
-        checks.positive_int("members", members)
         self.image_shape = tuple(image_shape)
         if len(self.image_shape) != 3 or self.image_shape[1] % 4 or self.image_shape[2] % 4:
             raise ValueError(f"image_shape must be (channels, height, width) with height and width divisible by 4; "
                              f"got {image_shape!r}")
-        self.conditional = bool(conditional)
+        self.conditional = checks.strict_choice("conditional", conditional, (True, False))
+        self.start = (self.image_shape[1] // 4, self.image_shape[2] // 4)
+        width = channels * self.start[0] * self.start[1]
+        inputs = noise_dim + (num_classes if self.conditional else 0)
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(checks.non_negative_int("seed", seed))
-            self.members = nn.ModuleList(GeneratorMember(num_classes, self.image_shape, noise_dim, channels,
-                                                         self.conditional) for _ in range(members))
-
-    def parts(self, n: int) -> list:
-        """How many of ``n`` images each member makes (in order)."""
-        return [len(part) for part in torch.arange(n).tensor_split(len(self.members))]
+            self.project = nn.Sequential(nn.Linear(inputs, width, bias=False), nn.BatchNorm1d(width), nn.LeakyReLU(0.2))
+            self.body = nn.Sequential(
+                nn.Upsample(scale_factor=2), nn.Conv2d(channels, channels // 2, 3, padding=1, bias=False),
+                nn.BatchNorm2d(channels // 2), nn.LeakyReLU(0.2),
+                nn.Upsample(scale_factor=2), nn.Conv2d(channels // 2, self.image_shape[0], 3, padding=1), nn.Sigmoid())
 
     def forward(self, z: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
-        if self.conditional and classes is None:
-            raise ValueError("a conditional generator needs the classes of the images to make")
-        sizes = self.parts(len(z))
-        classes = classes.split(sizes) if classes is not None else [None] * len(sizes)
-        return torch.cat([member(part, c) for member, part, c in zip(self.members, z.split(sizes), classes)])
+        if self.conditional:
+            if classes is None:
+                raise ValueError("a conditional generator needs the classes of the images to make")
+            z = torch.cat([z, F.one_hot(classes, self.num_classes).to(z.dtype)], dim=1)
+        return self.body(self.project(z).view(len(z), self.channels, *self.start))
 
     def draw(self, n: int, rng: torch.Generator, device="cpu") -> tuple:
         """Inputs for ``n`` images: noise ``z`` (standard normal, drawn on the CPU from ``rng``) and
-        classes in turn 0, 1, ..., C-1, 0, 1, ... within each member's part (every class equally often)."""
+        classes in turn 0, 1, ..., C-1, 0, 1, ... (every class equally often; an unconditional
+        generator ignores them)."""
         z = torch.randn(n, self.noise_dim, generator=rng)
-        classes = torch.cat([torch.arange(size) % self.num_classes for size in self.parts(n)])
+        classes = torch.arange(n) % self.num_classes
         return z.to(device), classes.to(device)
 
 
 class GeneratorBatches(BatchSource):
     """The one loop's batches in data-free distillation: ``steps`` batches of ``batch_size`` images
-    from ``generator`` per epoch, made without gradients, labelled -1 (no label). The generator
-    stays in training mode (its BatchNorm uses the batch's statistics, as in its own step).
+    from ``generator`` per epoch, without gradients, labelled -1 (no label). The generator stays in
+    training mode (its BatchNorm uses the batch's statistics, as in its own step).
+
+    ``latest`` (what :meth:`DataFree.batches` passes): a callable that returns the images of the
+    generator's latest step, or None; when it returns a batch of ``batch_size`` images, the student
+    gets that batch instead of a new one. The generator then makes one batch per step, for its own
+    update and (detached) for the student's, as DAFL does; making a second batch would cost a
+    sixth of the step.
 
     ``augment`` (default on): each image is shifted by up to 2 pixels, mirrored with probability
     1/2, then rotated (up to 15 degrees), scaled (+-10%) and shifted (up to 10%) at random: the
     student sees more versions of each generated image, and the teacher (run online) labels each
     version. Draws come from a generator seeded with ``seed``: the same seed, the same batches."""
 
-    def __init__(self, generator: Generator, *, steps: int, batch_size: int, seed: int = 0, augment: bool = True):
+    def __init__(self, generator: Generator, *, steps: int, batch_size: int, seed: int = 0, augment: bool = True,
+                 latest=None):
         if not isinstance(generator, Generator):
             raise ValueError(f"generator must be a distill_lib Generator; got {type(generator).__name__}")
         self.generator = generator
@@ -139,6 +124,7 @@ class GeneratorBatches(BatchSource):
         self.steps = checks.positive_int("steps", steps)
         self.batch_size = checks.positive_int("batch_size", batch_size)
         self.augment = checks.strict_choice("augment", augment, (True, False))
+        self.latest = latest
         self.rng = torch.Generator().manual_seed(checks.non_negative_int("seed", seed))
 
     def __repr__(self) -> str:
@@ -148,8 +134,10 @@ class GeneratorBatches(BatchSource):
     def __iter__(self):
         for _ in range(self.steps):
             device = next(self.generator.parameters()).device
+            images = self.latest() if self.latest is not None else None
             with torch.no_grad():
-                images = self.generator(*self.generator.draw(self.batch_size, self.rng, device))
+                if images is None or len(images) != self.batch_size:
+                    images = self.generator(*self.generator.draw(self.batch_size, self.rng, device))
                 if self.augment:
                     images = random_affine(jitter(images, self.rng, 2), self.rng)
             yield images, torch.full((self.batch_size,), -1, device=device), None
@@ -272,7 +260,7 @@ class DataFree(Method):
             raise ValueError("bn_weight > 0 needs a teacher with BatchNorm layers (their running statistics are the prior)")
         # kept in a tuple, not as submodules: the loop owns (and moves) these models
         self._models = (teacher, student)
-        self.g_optimizer, self.rng, self.snapshots, self._fixed = None, None, [], None
+        self.g_optimizer, self.rng, self.snapshots, self._fixed, self._latest = None, None, [], None, None
 
     def part_names(self) -> tuple:
         return ("kd",)
@@ -282,8 +270,15 @@ class DataFree(Method):
         return {"kd": kl_soft_term(precise(out.student_logits), precise(out.teacher_logits), self.temperature)}
 
     def batches(self, *, steps: int, batch_size: int, seed: int = 0, augment: bool = True) -> GeneratorBatches:
-        """The loop's batch source: ``steps`` batches of this method's generator per epoch."""
-        return GeneratorBatches(self.generator, steps=steps, batch_size=batch_size, seed=seed, augment=augment)
+        """The loop's batch source: ``steps`` batches per epoch, each the images of the generator's
+        previous step (a new batch before its first step), augmented."""
+        return GeneratorBatches(self.generator, steps=steps, batch_size=batch_size, seed=seed, augment=augment,
+                                latest=self.latest_images)
+
+    def latest_images(self):
+        """The images of the generator's latest step (detached), once; None when already taken."""
+        images, self._latest = self._latest, None
+        return images
 
     def student_parameters(self) -> list:
         return []  # the generator has its own objective and optimizer
@@ -296,7 +291,7 @@ class DataFree(Method):
         self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=self.g_lr, betas=(0.5, 0.999))
         self.rng = torch.Generator().manual_seed(seed + 1)  # not the batch source's stream (seeded with seed)
         self._fixed = self.generator.draw(self.g_batch_size, torch.Generator().manual_seed(seed))
-        self.snapshots = []
+        self.snapshots, self._latest = [], None
 
     def generator_parts(self, images: torch.Tensor, classes: torch.Tensor) -> tuple:
         """The generator's weighted loss parts on ``images`` made for ``classes`` (jittered with
@@ -324,33 +319,35 @@ class DataFree(Method):
         """The generator's step on a fresh batch; returns its parts (detached) for History.stats."""
         device = next(self.generator.parameters()).device
         z, classes = self.generator.draw(self.g_batch_size, self.rng, device)
-        parts, teacher_logits = self.generator_parts(self.generator(z, classes), classes)
+        images = self.generator(z, classes)
+        self._latest = images.detach()
+        parts, teacher_logits = self.generator_parts(images, classes)
         loss = sum(parts.values())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"generator loss became {loss.item()}")
         self.g_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.g_optimizer.step()
-        agree = (teacher_logits.argmax(1) == classes).float().mean()
-        return {**{name: value.detach() for name, value in parts.items()}, "gen_loss": loss.detach(),
-                "gen_agree": agree.detach()}
+        stats = {**{name: value.detach() for name, value in parts.items()}, "gen_loss": loss.detach()}
+        if self.generator.conditional:
+            stats["gen_agree"] = (teacher_logits.argmax(1) == classes).float().mean().detach()
+        return stats
 
     @torch.no_grad()
     def end_epoch(self, epoch: int, history) -> None:
         """Keep a snapshot: the generator's images for a fixed batch of noise (``g_batch_size``
-        images, classes in turn, made as in training) and the teacher's class counts on them."""
+        images, made as in training), the classes asked for and the classes the teacher reads."""
         teacher, _ = self._models
         device = next(self.generator.parameters()).device
         z, classes = (t.to(device) for t in self._fixed)
         images = self.generator(z, classes)
-        counts = torch.bincount(teacher(images).argmax(1), minlength=self.generator.num_classes)
-        members = torch.cat([torch.full((size,), i) for i, size in enumerate(self.generator.parts(len(z)))])
-        self.snapshots.append({"epoch": epoch, "images": images.cpu(), "classes": classes.cpu(), "members": members,
-                               "teacher_counts": counts.cpu().tolist()})
+        read = teacher(images).argmax(1)
+        self.snapshots.append({"epoch": epoch, "images": images.cpu(), "asked": classes.cpu(), "read": read.cpu(),
+                               "teacher_counts": torch.bincount(read, minlength=self.generator.num_classes).cpu().tolist()})
 
     def settings(self) -> dict:
         return {"temperature": self.temperature, "class_weight": self.class_weight, "bn_weight": self.bn_weight,
                 "tv_weight": self.tv_weight, "adv_weight": self.adv_weight, "balance_weight": self.balance_weight,
                 "jitter": self.jitter, "g_lr": self.g_lr, "g_batch_size": self.g_batch_size,
                 "conditional": self.generator.conditional, "noise_dim": self.generator.noise_dim,
-                "generator_channels": self.generator.channels, "generator_members": len(self.generator.members)}
+                "generator_channels": self.generator.channels}

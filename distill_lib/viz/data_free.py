@@ -8,31 +8,29 @@ import torch
 from ..core import stats
 
 
-def tile(snapshot: dict, rows: int) -> torch.Tensor:
-    """One image: a column per class, a row per member of the mixture (its first image of that
-    class), at most ``rows`` rows; 1 pixel of white padding."""
-    images, classes, members = snapshot["images"], snapshot["classes"], snapshot["members"]
+def tile(snapshot: dict, rows: int, by: str = "read") -> torch.Tensor:
+    """One image: a column per class, the first ``rows`` images of that class going down (by the
+    class the teacher reads, ``by="read"``, or the one asked for, ``by="asked"``); 1 pixel of white
+    padding, a class without images stays white."""
+    images, classes = snapshot["images"], snapshot[by]
     h, w = images.shape[-2:]
-    shown = sorted(set(members.tolist()))[:rows]
-    grid = torch.ones(len(shown) * (h + 1), len(set(classes.tolist())) * (w + 1))
-    for r, member in enumerate(shown):
-        for c in sorted(set(classes.tolist())):
-            picked = images[(members == member) & (classes == c)]
-            if len(picked):
-                grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = picked[0, 0]
+    columns = len(snapshot["teacher_counts"])
+    grid = torch.ones(rows * (h + 1), columns * (w + 1))
+    for c in range(columns):
+        for r, image in enumerate(images[classes == c][:rows]):
+            grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = image[0]
     return grid
 
 
-def plot_generated(snapshots: list, class_names: list, epochs=None, rows: int = 8, steps_per_epoch: int = 1,
+def plot_generated(snapshots: list, class_names: list, epochs=None, rows: int = 6, steps_per_epoch: int = 1,
                    title: str = ""):
-    """The generator's images for a fixed batch of noise, a column per class asked for and a row per
-    member, one panel per chosen snapshot (``DataFree.snapshots``; by default the first, a middle
-    one and the last)."""
+    """The generator's images for a fixed batch of noise, a column per class the teacher reads
+    (white where it reads none), one panel per chosen snapshot (``DataFree.snapshots``; by default
+    the first, a middle one and the last)."""
     chosen = [s for s in snapshots if epochs is None or s["epoch"] in epochs]
     if epochs is None and len(chosen) > 3:
         chosen = [chosen[0], chosen[len(chosen) // 2], chosen[-1]]
-    shown = min(rows, len(set(chosen[0]["members"].tolist())))
-    fig, axes = plt.subplots(1, len(chosen), figsize=(0.55 * len(class_names) * len(chosen) + 0.5, 0.6 * shown + 1.4),
+    fig, axes = plt.subplots(1, len(chosen), figsize=(0.55 * len(class_names) * len(chosen) + 0.5, 0.6 * rows + 1.4),
                              squeeze=False)
     for ax, snap in zip(axes[0], chosen):
         ax.imshow(tile(snap, rows), cmap="gray", vmin=0, vmax=1)
@@ -41,8 +39,7 @@ def plot_generated(snapshots: list, class_names: list, epochs=None, rows: int = 
         ax.set_xticklabels(class_names, fontsize=7, rotation=90)
         ax.set_yticks([])
         ax.set_title(f"after step {snap['epoch'] * steps_per_epoch}", fontsize=9)
-    axes[0][0].set_ylabel("member of the mixture", fontsize=8)
-    fig.suptitle(title or "generated images: a column per class asked for, a row per generator")
+    fig.suptitle(title or "generated images, a column per class the teacher reads")
     fig.tight_layout()
     return fig
 
