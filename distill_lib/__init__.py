@@ -4,16 +4,9 @@ Loss convention used everywhere:
     loss = (1 - alpha) * CE(student, labels) + alpha * T^2 * KL(softmax(t/T) || softmax(s/T))
 with KL averaged over the batch ("batchmean"); ``alpha`` weights the soft-target term.
 
-The layers (each folder's docstring says what it may import; ``tests/test_layers.py`` checks):
-
-    core/       data, batches, models, evaluation, the teacher-output cache, checkpoints, checks,
-                statistics, progress, result files                         -> torch only
-    methods/    one file per distillation method, and their registry     -> core
-    loop.py     the one training loop: train, fit, distill              -> core, methods
-    teachers.py, profiles.py, demo.py, audit.py                           -> core, methods, loop
-    lessons/    experiments that belong to one notebook                   -> the layers above
-    viz/        every figure and widget, and the notebook helpers         -> core, methods, lessons
-    batch/      notebook parameters, runner, sweeps, command line         -> core (never lessons)
+The library is in layers (core, methods, loop, ..., viz, batch); which may import which is written
+once, in :mod:`distill_lib.layers`, which the README's layout table, each folder's docstring and
+``tests/test_layers.py`` follow.
 
 ``import distill_lib as dl`` is the one import of the notebooks. Every name below is loaded on
 first use, so importing the library and training a student loads no plotting stack.
@@ -35,13 +28,14 @@ _EXPORTS = {
     # core
     "Augment": "core.batches", "TensorBatches": "core.batches",
     "BatchSource": "core.batches", "NoiseBatches": "core.batches",
-    "cache_info": "core.cache", "clear_cache": "core.cache", "teacher_logits": "core.cache",
-    "teacher_outputs": "core.cache", "cache_dir": "core.cache",
+    # the teacher's outputs on a dataset, computed once and cached (``.logits``, ``.features``)
+    "cache_info": "core.cache", "clear_cache": "core.cache", "teacher_outputs": "core.cache", "cache_dir": "core.cache",
     "CheckpointError": "core.checkpoints", "load_checkpoint": "core.checkpoints", "save_checkpoint": "core.checkpoints",
     "Dataset": "core.data", "load_dataset": "core.data",
     "resolve_device": "core.device",
     "evaluate": "core.evaluate", "expected_calibration_error": "core.evaluate",
-    "metrics_from_logits": "core.evaluate", "predict_logits": "core.evaluate", "predict_outputs": "core.evaluate",
+    # a model's outputs on images, computed now and not kept (``.logits``, ``.features``)
+    "metrics_from_logits": "core.evaluate", "predict": "core.evaluate",
     "MODEL_PRESETS": "core.models", "build_model": "core.models", "count_macs": "core.models",
     "count_params": "core.models", "feature_shapes": "core.models",
     "set_progress": "core.progress",
@@ -56,7 +50,7 @@ _EXPORTS = {
     "audit_kd_loss": "audit",
 }
 # modules the notebooks use by name: dl.checks, dl.stats, dl.methods, dl.notebook, dl.viz, ...
-_MODULES = {"checks": "core.checks", "stats": "core.stats", "data": "core.data", "models": "core.models",
+_MODULES = {"checks": "core.checks", "stats": "core.stats", "pays": "core.pays", "data": "core.data", "models": "core.models",
             "methods": "methods", "teachers": "teachers", "profiles": "profiles", "lessons": "lessons",
             "notebook": "viz.notebook", "viz": "viz"}
 

@@ -31,6 +31,7 @@ is a crash the user sees at once, while not-finite is for losses that silently r
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -88,17 +89,23 @@ class AuditReport:
 
 
 # ---------------------------------------------------------------------------------- input checks
-def _check_arguments(fn, num_classes, batch_size, seed) -> None:
-    """ValueError naming the parameter, the value and what is allowed."""
+def _check_arguments(fn, num_classes, batch_size, seed) -> tuple:
+    """ValueError naming the parameter, the value and what is allowed; returns the three integers
+    as Python ints (numpy integers are accepted; torch's Generator refuses them)."""
     if not callable(fn):
         raise ValueError(f"fn must be callable as fn(student_logits, teacher_logits, labels, temperature, alpha) "
                          f"-> scalar tensor, got {fn!r} ({type(fn).__name__})")
     for name, value, high in (("num_classes", num_classes, MAX_CLASSES), ("batch_size", batch_size, MAX_BATCH)):
         # 2 is the least that tells a class mean (1/C) or a batch sum (x B) from the batchmean.
-        if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= high:
+        if not _integer(value) or not 2 <= value <= high:
             raise ValueError(f"{name} must be an integer from 2 to {high}, got {value!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not _integer(seed) or not -2 ** 63 <= seed < 2 ** 64:  # what torch's Generator.manual_seed takes
+        raise ValueError(f"seed must be an integer from -2**63 to 2**64 - 1, got {seed!r}")
+    return int(num_classes), int(batch_size), int(seed)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"
 
 
 # ---------------------------------------------------------------------------------- probing fn
@@ -292,6 +299,33 @@ def _finiteness(probe: _Probe):
         f"0 (alpha, 1 - alpha, a count), e.g. `{REFERENCE_LINE}`"))
 
 
+_DETACHED_CAUSES = ("typical causes: `.detach()`, `.item()` or `.data` on the loss or on the student logits, "
+                    "or the loss computed under `torch.no_grad()` / `torch.inference_mode()`")
+
+
+def _no_gradient(probe: _Probe):
+    """no-gradient when the loss gives the student's logits a zero gradient at every grid point:
+    a loss that trains nothing, however right its values are."""
+    points = [(T, alpha) for T in TEMPERATURES for alpha in ALPHAS]
+    if any(bool(probe(T, alpha)[1].any()) for T, alpha in points):
+        return None
+    return Finding("no-gradient", (
+        f"the loss trains nothing: its gradient with respect to student_logits is exactly zero at all "
+        f"{len(points)} points of the grid T in {TEMPERATURES} x alpha in {ALPHAS}, so optimizer.step() never "
+        f"changes the student; the other checks were skipped ({_DETACHED_CAUSES}). Fix: compute it from "
+        f"student_logits with autograd on, e.g. `{REFERENCE_LINE}`"))
+
+
+def _part_without_gradient(part: str, alpha: float, temperatures: tuple, results: list):
+    """no-gradient for one term (measured alone, at the alpha where the other has weight 0)."""
+    if any(bool(grad.any()) for _, grad in results):
+        return None
+    return Finding("no-gradient", (
+        f"the {part} term trains nothing: at alpha={alpha:g}, where it is the whole loss, its gradient with "
+        f"respect to student_logits is exactly zero at T in {temperatures} although its value is {results[0][0]:.4g} ({_DETACHED_CAUSES} inside that term). Fix: compute "
+        f"it from student_logits itself, e.g. `{REFERENCE_LINE}`"))
+
+
 def _teacher_dependence(probe: _Probe) -> dict:
     """alpha -> whether replacing the teacher's logits changes the loss (at PROBE_T)."""
     return {a: _changed(probe(PROBE_T, a)[0], probe(PROBE_T, a, teacher=1)[0]) for a in (0.0, 0.5, 1.0)}
@@ -329,6 +363,16 @@ def _labels_ignored(probe: _Probe, alpha_weights: str):
         f"{max(abs(probe(PROBE_T, a)[0] - probe(PROBE_T, a, labels=1)[0]) for a in ignored):.3g} at alpha in "
         f"{tuple(ignored)} (T={PROBE_T:g}), where the cross-entropy should weigh {weight}. Fix: add "
         f"`{weight} * F.cross_entropy(student_logits, labels)` to the loss"))
+
+
+def _hard_without_gradient(probe: _Probe, alpha_weights: str):
+    """no-gradient for the hard term: at full hard weight the labels move the loss but not the student."""
+    if alpha_weights == "unknown":
+        return None
+    alpha = 0.0 if alpha_weights == "soft" else 1.0
+    if not _changed(probe(PROBE_T, alpha)[0], probe(PROBE_T, alpha, labels=1)[0]):
+        return None  # no hard term at all: labels-ignored says so
+    return _part_without_gradient("hard (label)", alpha, (PROBE_T,), [probe(PROBE_T, alpha)])
 
 
 def _soft_term(probe: _Probe, alpha_weights: str):
@@ -462,6 +506,9 @@ def _soft_analysis(probe: _Probe, alpha_weights: str):
     alpha, measured = _soft_term(probe, alpha_weights)
     if alpha is None:
         return [], "unknown", measured
+    detached = _part_without_gradient("soft (teacher)", alpha, TEMPERATURES, measured)
+    if detached is not None:  # no gradient to fit formulas to
+        return [detached], "unknown", "not measured: the soft term has no gradient"
     where = f"the loss at alpha={alpha:g}"
     candidate, reference, ks = _match(measured, probe)
     if candidate is None:
@@ -487,16 +534,20 @@ def audit_kd_loss(fn, *, num_classes: int = 10, batch_size: int = 64, seed: int 
     Raises ValueError for bad arguments, and when ``fn`` raises or returns something other than a
     one-element tensor (naming the exception and the call).
     """
-    _check_arguments(fn, num_classes, batch_size, seed)
+    num_classes, batch_size, seed = _check_arguments(fn, num_classes, batch_size, seed)
     probe = _Probe(fn, num_classes, batch_size, seed)
     convention = {"alpha_weights": "unknown", "soft_form": "unknown", "soft_scale": "not measured",
                   "hard_form": "unknown"}
     not_finite = _finiteness(probe)
     if not_finite is not None:  # every later measurement would be NaN-polluted
         return AuditReport([not_finite], convention)
+    no_gradient = _no_gradient(probe)
+    if no_gradient is not None:  # nothing to measure a formula's gradient against
+        return AuditReport([no_gradient], convention)
     uses_teacher = _teacher_dependence(probe)
     alpha_weights = _convention(uses_teacher)
-    findings = [f for f in (_teacher_ignored(probe, uses_teacher), _labels_ignored(probe, alpha_weights)) if f]
+    findings = [f for f in (_teacher_ignored(probe, uses_teacher), _labels_ignored(probe, alpha_weights),
+                            _hard_without_gradient(probe, alpha_weights)) if f]
     soft_findings, soft_form, soft_scale = _soft_analysis(probe, alpha_weights)
     convention.update(alpha_weights=alpha_weights, soft_form=soft_form, soft_scale=soft_scale,
                       hard_form=_hard_form(probe, alpha_weights))

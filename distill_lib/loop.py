@@ -28,7 +28,7 @@ import torch
 from .core import cache, checks
 from .core.batches import BatchSource, TensorBatches
 from .core.device import autocast, prepare_model, resolve_device
-from .core.evaluate import metrics_from_logits, predict_logits
+from .core.evaluate import ModelOutputs, metrics_from_logits, predict
 from .core.models import feature_shapes
 from .core.progress import Progress
 from .methods import CrossEntropy, Method, StepOutputs, StopTraining, logit_method
@@ -77,15 +77,16 @@ class History:
 
 
 # ------------------------------------------------------------------ checks and factories
-def check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule) -> None:
-    """The checks every training call makes before any work."""
-    checks.positive_int("epochs", epochs)
-    checks.positive_int("batch_size", batch_size)
+def check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule) -> tuple:
+    """The checks every training call makes before any work; returns ``(epochs, batch_size, seed)``
+    as Python ints (numpy integers pass the checks, but torch's schedulers and generators refuse them)."""
+    counts = (checks.positive_int("epochs", epochs), checks.positive_int("batch_size", batch_size))
     checks.positive_number("lr", lr)
     checks.non_negative_number("weight_decay", weight_decay)
-    checks.non_negative_int("seed", seed)
+    seed = checks.non_negative_int("seed", seed)
     checks.one_of("optimizer", optimizer, OPTIMIZERS)
     checks.one_of("schedule", schedule, SCHEDULES)
+    return (*counts, seed)
 
 
 def make_optimizer(params, name, lr, weight_decay):
@@ -104,15 +105,15 @@ def make_schedule(optimizer, name, lr, total_steps):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-def output_size(model, example: torch.Tensor) -> int:
+def output_size(model, example: torch.Tensor, name: str = "the model") -> int:
     """Number of classes a model predicts, read off one forward pass in eval mode."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            logits = model(example[:1].to(next(model.parameters()).device))
+            logits = checks.model_output(name, model(example[:1].to(next(model.parameters()).device)))
     except RuntimeError as error:  # wrong input shape or dtype for this model
-        raise ValueError(f"the model cannot take the dataset's images (shape {tuple(example.shape[1:])}, "
+        raise ValueError(f"{name} cannot take the dataset's images (shape {tuple(example.shape[1:])}, "
                          f"dtype {example.dtype}): {str(error).splitlines()[0]}") from None
     finally:
         model.train(was_training)
@@ -148,9 +149,9 @@ def _class_count(student, teacher, train_set, eval_set, method) -> int:
     device = next(student.parameters()).device
     made = isinstance(train_set, BatchSource)  # a made batch's labels are made too: nothing to check
     example = torch.zeros(1, *train_set.input_shape) if made else train_set.images
-    classes = output_size(student.to(device), example)
+    classes = output_size(student.to(device), example, "student")
     if teacher is not None:
-        checks.same_class_count(classes, output_size(teacher, example))
+        checks.same_class_count(classes, output_size(teacher, example, "teacher"))
     for name, data in (("train_set", None if made else train_set), ("eval_set", eval_set)):
         if data is not None:
             checks.class_labels(f"{name}.labels", data.labels, classes, allow_unlabelled=name == "train_set")
@@ -169,7 +170,7 @@ def _class_count(student, teacher, train_set, eval_set, method) -> int:
 class TeacherSource:
     """Where a step gets the teacher's outputs: cached rows, or the teacher run online."""
 
-    cached: cache.TeacherOutputs | None = None
+    cached: ModelOutputs | None = None
     teacher: torch.nn.Module | None = None
     stages: tuple = ()
 
@@ -255,7 +256,7 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
     before any work; a non-finite loss or a method's stop raises :class:`TrainingDiverged`
     carrying the History of the finished epochs.
     """
-    check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
+    epochs, batch_size, seed = check_training_args(epochs, batch_size, lr, weight_decay, seed, optimizer, schedule)
     _check_inputs(student, train_set, method, teacher, eval_set, cache_logits, augment)
     if not isinstance(eval_every_epoch, bool):
         raise ValueError(f"eval_every_epoch must be True or False; got {eval_every_epoch!r}")
@@ -298,7 +299,8 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
                                                     teacher_features=teacher_features, student_stages=student_stages)
                 except FloatingPointError as error:
                     raise TrainingDiverged(f"{desc}: {error} at epoch {epoch}, step {step}; training stopped. "
-                                           f"Try a lower lr (now {lr}) or check the inputs.", history) from None
+                                           f"{_divergence_advice(teacher_logits, lr, first_step=epoch == step == 1)}",
+                                           history) from None
                 sched.step()
                 means.add(loss, parts, stats)
                 bar.update(1)
@@ -316,6 +318,19 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
     return history
 
 
+def _divergence_advice(teacher_logits, lr, *, first_step: bool = False) -> str:
+    """What to do about a non-finite loss: a teacher that emits NaN is broken, and a loss that is
+    NaN before the first update comes from the loss itself; no lr fixes either."""
+    if teacher_logits is not None and not bool(torch.isfinite(teacher_logits).all()):
+        return ("The teacher's logits for this batch hold NaN or inf: the teacher is broken (its weights), "
+                "not the student's training; a lower lr will not help.")
+    if first_step:  # no weight has changed yet: the lr played no part
+        return ("The loss was not finite before the first update, so the learning rate is not the cause: "
+                "check the loss itself for log(0), 0 * log(0) (use torch.special.xlogy or F.kl_div on "
+                "log-probabilities) or a division by zero, and the inputs for NaN.")
+    return f"Try a lower lr (now {lr}) or check the inputs."
+
+
 def _progress_fields(metrics: dict) -> dict:
     """What the progress bar shows of an epoch's evaluation: the test accuracy, when there is one."""
     return {"test_acc": metrics["accuracy"]} if "accuracy" in metrics else {}
@@ -325,11 +340,11 @@ def _evaluator(student, method, eval_set, teacher, device):
     """Final-epoch style metrics on ``eval_set`` (accuracy, nll, ece; agreement with a teacher)."""
     if eval_set is None:
         return None
-    teacher_logits = cache.teacher_logits(teacher, eval_set, device=device) if teacher is not None else None
+    teacher_logits = cache.teacher_outputs(teacher, eval_set, device=device).logits if teacher is not None else None
     on_device = (teacher_logits.to(device) if teacher_logits is not None else None, eval_set.labels.to(device))
 
     def evaluate_now():
-        logits = predict_logits(student, eval_set.images, device=device)
+        logits = predict(student, eval_set.images, device=device).logits
         metrics = metrics_from_logits(logits, eval_set.labels, teacher_logits)
         if teacher_logits is not None:
             metrics.update(method.eval_metrics(logits.to(device), *on_device))

@@ -18,8 +18,10 @@ from types import SimpleNamespace
 from typing import Callable
 
 from .core import checks
-from .core.data import FASHION_MNIST_CLASSES
-from .core.models import MODEL_PRESETS
+
+# core.data and core.models (class names, model presets) load torch, 2 s: they are imported inside
+# the checks that need them, so that the command line (``python -m distill_lib --help``, the
+# runner, which reads these tables) starts without torch.
 
 PROFILE_NAMES = ("quick", "full")
 REPO_ROOT = Path(__file__).resolve().parent.parent  # where runs/ (git-ignored) lives in a checkout
@@ -57,6 +59,7 @@ class Setting:
 
 # ------------------------------------------------------------------ checks used by the tables
 def model_name(name, value):
+    from .core.models import MODEL_PRESETS
     checks.one_of(name, value, list(MODEL_PRESETS))
 
 
@@ -86,6 +89,7 @@ def optional(check):
 
 
 def fashion_class(name, value):
+    from .core.data import FASHION_MNIST_CLASSES
     checks.one_of(name, value, FASHION_MNIST_CLASSES)
 
 
@@ -123,6 +127,7 @@ def class_ids(name, value):
 def architecture_problem(source: str, student: str, teacher: str) -> str | None:
     """What is wrong with notebook 03's architectures, or None: presets for the Fashion/MNIST
     sources, torchvision ResNets for the ImageNet source."""
+    from .core.models import MODEL_PRESETS
     allowed = TRANSFER_RESNETS if source == "imagenet-resnet18" else tuple(MODEL_PRESETS)
     for role, name in (("student", student), ("teacher", teacher)):
         if name not in allowed:
@@ -151,7 +156,9 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
         "train_per_class": Setting(500, None, optional(checks.positive_int)),
         "student": Setting("mlp-hinton", "mlp-hinton", model_name),
         "epochs": Setting(20, 30, checks.positive_int),
-        "n_seeds": Setting(3, 3, checks.positive_int),
+        # 5 seeds: the per-seed gain ranges 0.8-2.3 points over seeds 0-9 on this CPU, and with 3
+        # seeds a window's interval can end near 0; with 5 every window stays clear of it
+        "n_seeds": Setting(5, 3, checks.positive_int),
         "temperature": Setting(4.0, 4.0, checks.positive_number),
         "alpha": Setting(0.9, 0.9, checks.fraction),
         "batch_size": Setting(256, 256),
@@ -183,6 +190,9 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
         "headline_alpha": Setting(0.9, 0.9),
         "variants_temperature": Setting(4.0, 4.0),  # MSE losses and DKD are compared with KL at this T
         "n_seeds": Setting(3, 3, checks.positive_int),
+        # the headline student (mlp-tiny, cheap) runs 5: at T=8 one seed of 0-9 loses 5.45 points
+        # against 2.2-3.85 for the rest, and a 3-seed window holding it crosses zero
+        "headline_n_seeds": Setting(5, 3),
         "epochs": Setting(16, 40, checks.positive_int),
         "batch_size": Setting(256, 256),
         "lr": Setting(2e-3, 2e-3),
@@ -202,6 +212,9 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
         "budgets": Setting("1,10,100", "10,50,100,500,all", budgets_text),
         "transfer_set_budgets": Setting((1, 10), (10, 100)),  # labels per class with the strong teacher
         "n_seeds": Setting(3, 3, checks.positive_int),
+        # the strong-teacher experiment holds the headline: with 1 label per class the seeds' spread
+        # is large (which image is labelled), and five seeds keep every window's verdict (survey, seeds 0-9)
+        "transfer_set_seeds": Setting(5, 5, checks.positive_int),
         "student": Setting("mlp-tiny", "cnn-small", text),
         "teacher": Setting("mlp-small", "cnn-teacher", text),
         "steps": Setting(200, 1500, checks.positive_int),
@@ -216,10 +229,14 @@ NOTEBOOKS: dict[str, dict[str, Setting]] = {
     "04_adversarial_distillation": {
         "threads": Setting(1, 0, checks.non_negative_int),  # small MLPs gain nothing from a second thread
         "dataset": Setting("fashion-mnist-mini", "fashion-mnist"),
-        "train_per_class": Setting(500, None, optional(checks.positive_int)),
+        # few labels, every other image unlabelled: KD carries the learning (06's setting), so the
+        # adversarial term is tested on top of a KD that works
+        "labels_per_class": Setting(100, 100, checks.positive_int),
         "student": Setting("mlp-small", "mlp-small", model_name),
-        "epochs": Setting(12, 30, checks.positive_int),
-        "n_seeds": Setting(3, 3, checks.positive_int),
+        "epochs": Setting(6, 20, checks.positive_int),  # 6 passes over 10k images: the 60k samples the 5k-image setting had in 12
+        # 5 seeds: KD + adversarial vs KD differs by -0.2 to +0.15 points per seed; 3-seed intervals
+        # reach +-0.45, near the 0.5-point margin, 5-seed ones stay within +-0.25 (seeds 0-9)
+        "n_seeds": Setting(5, 3, checks.positive_int),
         "temperature": Setting(2.0, 2.0, checks.positive_number),
         "alpha": Setting(0.9, 0.9, checks.fraction),
         "adv_weight": Setting(0.05, 0.05, checks.positive_number),

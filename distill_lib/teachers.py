@@ -56,19 +56,21 @@ def recipe_key(rec: dict, seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _check_arguments(profile, seed, device, **flags) -> None:
-    """Every argument of get_teacher / export_teacher / train_teacher, before anything is loaded."""
+def _check_arguments(profile, seed, device, **flags) -> int:
+    """Every argument of get_teacher / export_teacher / train_teacher, before anything is loaded;
+    returns the seed as a Python int (a numpy integer would not go into the recipe's JSON key)."""
     checks.one_of("profile", profile, PROFILES)
-    checks.non_negative_int("seed", seed)
+    seed = checks.non_negative_int("seed", seed)
     resolve_device(device)
     for name, value in flags.items():
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be True or False, got {value!r}")
+    return seed
 
 
 def train_teacher(profile: str = "full", *, seed: int = 0, device="auto", progress=None, **overrides):
     """Train the teacher of ``profile``; return (model, metadata with test accuracy and time, History)."""
-    _check_arguments(profile, seed, device)
+    seed = _check_arguments(profile, seed, device)
     rec = recipe(profile, **overrides)
     train_set = load_dataset(rec["dataset"], split="train")
     test_set = load_dataset(rec["dataset"], split="test")
@@ -89,7 +91,7 @@ def train_teacher(profile: str = "full", *, seed: int = 0, device="auto", progre
 
 def cached_teacher_path(profile: str, seed: int = 0) -> Path:
     """Where ``get_teacher`` keeps the teacher trained with the profile's recipe and seed."""
-    checks.non_negative_int("seed", seed)
+    seed = checks.non_negative_int("seed", seed)
     return cache_dir() / f"teacher-{profile}-{recipe_key(recipe(profile), seed)}.pt"
 
 
@@ -135,7 +137,7 @@ def get_teacher(profile: str = "quick", *, retrain: bool = False, seed: int = 0,
                 progress=None, use_shipped: bool = True):
     """A trained teacher as (model in eval mode on ``device``, metadata); see the module docstring
     for the order."""
-    _check_arguments(profile, seed, device, retrain=retrain, use_shipped=use_shipped)
+    seed = _check_arguments(profile, seed, device, retrain=retrain, use_shipped=use_shipped)
     cached = cached_teacher_path(profile, seed)
     if not retrain:
         candidates = []
@@ -168,7 +170,7 @@ def export_teacher(profile: str, out, *, seed: int = 0, device="auto", progress=
     ``out`` is checked before training (its directory can be created and written, and it is not a
     directory, device or FIFO). Should writing still fail after training, the teacher is saved in
     the cache directory instead and the error says where: hours of training are never lost."""
-    _check_arguments(profile, seed, device)
+    seed = _check_arguments(profile, seed, device)
     out = prepare_destination(out, "teacher checkpoint")
     model, metadata, _ = train_teacher(profile, seed=seed, device=device, progress=progress)
     try:

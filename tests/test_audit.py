@@ -299,3 +299,49 @@ def test_a_fn_that_returns_no_scalar_tensor_gives_value_error(returns, words):
     with pytest.raises(ValueError, match="scalar tensor") as error:
         audit_kd_loss(returns)
     assert words in str(error.value)
+
+
+# ------------------------------------------------------------------ losses that train nothing (issue 22)
+def t2_kl(s, t, T):
+    return T ** 2 * kl_log_target(s, t, T)
+
+
+def under_no_grad(s, t, y, T, alpha):
+    with torch.no_grad():
+        return workbench(t2_kl)(s, t, y, T, alpha)
+
+
+def inference_mode(s, t, y, T, alpha):
+    with torch.inference_mode():
+        return workbench(t2_kl)(s.clone(), t, y, T, alpha)
+
+
+DETACHED = {
+    ".detach() on the result": lambda s, t, y, T, a: workbench(t2_kl)(s, t, y, T, a).detach(),
+    "computed under torch.no_grad()": under_no_grad,
+    "computed under torch.inference_mode()": inference_mode,
+    ".item() wrapped again": lambda s, t, y, T, a: torch.tensor(workbench(t2_kl)(s, t, y, T, a).item(), requires_grad=True),
+    "student.detach() everywhere": lambda s, t, y, T, a: workbench(t2_kl)(s.detach(), t, y, T, a),
+    "student.data": lambda s, t, y, T, a: workbench(t2_kl)(s.data, t, y, T, a),
+    "torchdistill convention, detached": lambda s, t, y, T, a: torchdistill(t2_kl)(s, t, y, T, a).detach(),
+}
+
+
+@pytest.mark.parametrize("name", DETACHED)
+def test_a_loss_without_gradient_is_a_finding_not_ok(name):
+    report = audit_kd_loss(DETACHED[name])
+    assert not report.ok and report.codes == ["no-gradient"], str(report)
+    message = report.findings[0].message
+    assert "trains nothing" in message and "exactly zero" in message and "torch.no_grad()" in message
+    assert "OK" not in str(report)
+
+
+@pytest.mark.parametrize("part, fn", [
+    ("soft (teacher)", lambda s, t, y, T, a: (1 - a) * F.cross_entropy(s, y) + a * t2_kl(s.detach(), t, T)),
+    ("hard (label)", lambda s, t, y, T, a: (1 - a) * F.cross_entropy(s.detach(), y) + a * t2_kl(s, t, T)),
+    ("hard (label)", lambda s, t, y, T, a: a * F.cross_entropy(s.detach(), y) + (1 - a) * t2_kl(s, t, T)),
+])
+def test_one_term_without_gradient_is_named(part, fn):
+    report = audit_kd_loss(fn)
+    assert "no-gradient" in report.codes, str(report)
+    assert any(f"the {part} term trains nothing" in f.message for f in report.findings), str(report)

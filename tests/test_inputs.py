@@ -66,7 +66,8 @@ def test_an_empty_dataset_is_refused_clearly():
 
 
 def test_models_that_cannot_take_the_data_are_refused():
-    refused(lambda: dl.fit(dl.build_model("mlp-tiny").double(), data(), **FAST), "cannot take the dataset's images", "float32")
+    refused(lambda: dl.fit(dl.build_model("mlp-tiny").double(), data(), **FAST), "student must have float32 parameters",
+            "torch.float64")
     refused(lambda: dl.fit(dl.build_model("mlp-tiny", in_shape=(3, 32, 32)), data(), **FAST), "cannot take the dataset's images")
     refused(lambda: dl.build_model("cnn-small", in_shape=(0, 28, 28)), "in_shape", "(0, 28, 28)")
     refused(lambda: dl.build_model("cnn-small", in_shape=(28, 28)), "in_shape")

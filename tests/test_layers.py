@@ -1,121 +1,213 @@
-"""The layers of distill_lib import one way, and training loads no plotting or notebook stack.
+"""The layers of distill_lib import one way, as the one table (``distill_lib/layers.py``) says;
+the README and the folders' docstrings say the same; training loads no plotting or notebook stack.
 
-Every import statement of every module is read with ``ast`` (function-level imports included:
-a lazy import is still a dependency) and resolved to its layer; the rules are the folder
-docstrings', written once here.
+Every import of every module is read with ``ast``: ``import``, ``from ... import``, and calls of
+``importlib.import_module`` and ``__import__``, at module level or inside a function (a lazy
+import is still a dependency), and resolved to its layer.
 """
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "distill_lib"
-# layer -> layers it may import (besides itself)
-ALLOWED = {
-    "core": set(),
-    "methods": {"core"},
-    "loop": {"core", "methods"},
-    "top": {"core", "methods", "loop", "top"},          # teachers, profiles, demo, audit
-    "lessons": {"core", "methods", "loop", "top"},
-    "viz": {"core", "methods", "loop", "top", "lessons"},
-    "batch": {"core", "top"},
-    "package": {"core", "methods", "loop", "top", "lessons", "viz", "batch"},  # __init__, __main__
-}
-PLOTTING = {"matplotlib", "IPython", "ipywidgets", "papermill", "nbclient", "nbformat", "jupyter_client"}
-NO_PLOTTING = {"core", "methods", "loop", "top"}
+from distill_lib import layers
+from distill_lib.layers import LAYERS, PLOTTING, layer_of, may_import, reachable
+
+PACKAGE = Path(layers.__file__).resolve().parent
+README = (PACKAGE.parent / "README.md").read_text()
+DYNAMIC = "<a module named at run time>"  # an import call whose argument the test cannot read
+IMPORT_CALLS = {"import_module", "__import__"}
 
 
-def layer_of(module: str) -> str:
-    parts = module.split(".")
-    if parts[0] != "distill_lib":
-        return "external"
-    if len(parts) == 1 or parts[1] in ("__init__", "__main__"):
-        return "package"
-    if parts[1] in ("core", "methods", "lessons", "viz", "batch"):
-        return parts[1]
-    return "loop" if parts[1] == "loop" else "top"
-
-
-def module_name(path: Path) -> str:
-    relative = path.relative_to(PACKAGE.parent).with_suffix("")
-    parts = list(relative.parts)
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set:
-    """Absolute names of every module ``path`` imports, anywhere in the file."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+def _loop_constants(tree) -> dict:
+    """name -> the strings a ``for name in ("a", "b")`` loop binds it to (for ``__import__(name)``)."""
+    bound = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.For) and isinstance(node.target, ast.Name)
+                and isinstance(node.iter, (ast.Tuple, ast.List))):
+            values = [e.value for e in node.iter.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            if len(values) == len(node.iter.elts):
+                bound.setdefault(node.target.id, []).extend(values)
+    return bound
+
+
+def _called_names(call: ast.Call, name: str, package: str, bound: dict) -> set:
+    """The modules an ``import_module(...)``/``__import__(...)`` call imports, or {DYNAMIC}."""
+    if not call.args:
+        return {DYNAMIC}
+    first = call.args[0]
+    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        targets = [first.value]
+    elif isinstance(first, ast.Name) and first.id in bound:
+        targets = bound[first.id]
+    else:
+        return {DYNAMIC}
+    anchor = call.args[1] if len(call.args) > 1 else None
+    anchors = {"__name__": name, "__package__": package}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for target in targets:
+        if target.startswith("."):  # import_module(".x", __name__ or __package__ or "pkg")
+            if isinstance(anchor, ast.Name) and anchor.id in anchors:
+                base = anchors[anchor.id]
+            elif isinstance(anchor, ast.Constant) and isinstance(anchor.value, str):
+                base = anchor.value
+            else:
+                return {DYNAMIC}
+            dots = len(target) - len(target.lstrip("."))
+            base_parts = base.split(".")[: len(base.split(".")) - dots + 1]
+            target = ".".join(base_parts + [target.lstrip(".")])
+        found.add(target)
+    return found
+
+
+def imports_of(path: Path, package_dir: Path = PACKAGE) -> set:
+    """Absolute names of every module ``path`` imports, anywhere in the file (DYNAMIC for a call
+    whose module cannot be read)."""
+    name = module_name(path, package_dir)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    bound = _loop_constants(tree)
+    found = set()
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             if node.level == 0:
                 found.add(node.module)
+                found |= {f"{node.module}.{alias.name}" for alias in node.names}
             else:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
                 if node.module:  # "from .x import y": x itself; "from .. import x" names submodules only
                     found.add(target)
                 found |= {f"{target}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Call):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            if called in IMPORT_CALLS:
+                found |= _called_names(node, name, package, bound)
     return found
 
 
-def internal_modules() -> set:
-    return {module_name(p) for p in PACKAGE.rglob("*.py")}
+def violations(path: Path, package_dir: Path = PACKAGE) -> list:
+    """Every import of ``path`` that its layer's row in the table does not allow."""
+    importer = module_name(path, package_dir)
+    own = layer_of(importer)
+    problems = []
+    for target in sorted(imports_of(path, package_dir)):
+        if target == DYNAMIC:
+            if set(LAYERS) - {own} - set(LAYERS[own].imports):  # only a layer that may import anything
+                problems.append(f"{importer} ({own}) imports a module named at run time: the test cannot "
+                                f"check it; import it by a literal name")
+            continue
+        layer = layer_of(target)
+        if layer is not None and not may_import(own, layer):
+            problems.append(f"{importer} ({own}) imports {target} ({layer})")
+        if layer is None and target.split(".")[0] in PLOTTING and not LAYERS[own].plotting:
+            problems.append(f"{importer} ({own}) imports {target}, a plotting or notebook package")
+    return problems
+
+
+def cycles_inside_layers(package_dir: Path = PACKAGE) -> list:
+    """Import cycles among the modules of one layer (each as a list of modules, first repeated)."""
+    paths = sorted(package_dir.rglob("*.py"))
+    known = {module_name(p, package_dir) for p in paths}
+    graph = {}
+    for path in paths:
+        name = module_name(path, package_dir)
+        graph[name] = sorted(t for t in imports_of(path, package_dir)
+                             if t in known and t != name and layer_of(t) == layer_of(name))
+    found, state = [], {}  # state: 1 = on the current path, 2 = done
+
+    def visit(node, trail):
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                found.append(trail[trail.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for start in graph:
+        if start not in state:
+            visit(start, [start])
+    return found
 
 
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
+def test_every_module_belongs_to_a_layer_of_the_table():
+    assert [module_name(p) for p in MODULES if layer_of(module_name(p)) is None] == []
+
+
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_imports_flow_one_way(path):
-    own = layer_of(module_name(path))
-    known = internal_modules()
-    for target in imports_of(path):
-        layer = layer_of(target)
-        if layer == "external" or (target not in known and target.rsplit(".", 1)[0] in known
-                                   and not target.startswith("distill_lib.")):
-            continue
-        assert layer == own or layer in ALLOWED[own], f"{module_name(path)} ({own}) imports {target} ({layer})"
+def test_imports_flow_as_the_table_says(path):
+    assert violations(path) == []
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if layer_of(module_name(p)) in NO_PLOTTING],
-                         ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_lower_layers_import_no_plotting_or_notebook_package(path):
-    roots = {name.split(".")[0] for name in imports_of(path)}
-    assert not roots & PLOTTING, f"{module_name(path)} imports {sorted(roots & PLOTTING)}"
+def test_no_import_cycle_inside_a_layer():
+    assert cycles_inside_layers() == []
 
 
-def test_batch_never_reaches_lesson_code_even_indirectly():
-    graph = {module_name(p): {t for t in imports_of(p) if t in internal_modules()} for p in MODULES}
-    for start in (m for m in graph if layer_of(m) == "batch"):
-        seen, todo = set(), [start]
-        while todo:
-            current = todo.pop()
-            for target in graph.get(current, ()):
-                assert layer_of(target) != "lessons", f"{start} reaches {target}"
-                if target not in seen:
-                    seen.add(target)
-                    todo.append(target)
+def test_the_table_has_no_cycle_and_batch_never_reaches_lessons_or_viz():
+    order = list(LAYERS)
+    for name, layer in LAYERS.items():
+        assert all(order.index(other) < order.index(name) for other in layer.imports), name
+    for name in ("batch", "cli"):
+        assert not reachable(name) & {"lessons", "viz"}, name
+
+
+def test_the_readme_prints_the_table():
+    assert layers.readme_table() in README, "README's layout table differs: paste layers.readme_table()"
+
+
+def _normalised(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _folder(name: str) -> Path:
+    return PACKAGE / LAYERS[name].modules[0].split(".")[0]
+
+
+@pytest.mark.parametrize("name", [name for name in LAYERS if _folder(name).is_dir()])
+def test_each_folder_docstring_states_its_row(name):
+    folder = _folder(name)
+    docstring = ast.get_docstring(ast.parse((folder / "__init__.py").read_text()))
+    assert _normalised(layers.rule(name)) in _normalised(docstring), f"{folder.name}/__init__.py"
 
 
 def test_the_layer_test_can_fail(tmp_path):
-    # a core module that imports a lesson, and one that imports matplotlib, must both be caught
-    bad = tmp_path / "distill_lib" / "core" / "bad.py"
-    bad.parent.mkdir(parents=True)
-    bad.write_text("from ..lessons import temperature\nimport matplotlib.pyplot as plt\n")
-    global PACKAGE
-    saved, PACKAGE = PACKAGE, tmp_path / "distill_lib"
-    try:
-        targets = imports_of(bad)
-        assert "distill_lib.lessons.temperature" in targets and "matplotlib.pyplot" in targets
-        assert layer_of("distill_lib.lessons.temperature") not in ALLOWED["core"]
-    finally:
-        PACKAGE = saved
+    root = tmp_path / "distill_lib"
+    (root / "core").mkdir(parents=True)
+    for path in (root / "__init__.py", root / "core" / "__init__.py"):
+        path.write_text("")
+    bad = root / "core" / "bad.py"
+    bad.write_text("from ..lessons import temperature\n"
+                   "import matplotlib.pyplot as plt\n"
+                   "import importlib\n"
+                   "def lazy():\n"
+                   "    importlib.import_module('distill_lib.viz.curves')\n"
+                   "    importlib.import_module('..methods.kd', __package__)\n"
+                   "    for name in ('torch', 'distill_lib'):\n"
+                   "        __import__(name)\n"
+                   "    importlib.import_module(f'distill_lib.{name}')\n")
+    (root / "core" / "a.py").write_text("from . import b\n")
+    (root / "core" / "b.py").write_text("def f():\n    from .a import g\n")
+    found = violations(bad, root)
+    for expected in ("imports distill_lib.lessons.temperature (lessons)", "imports matplotlib.pyplot",
+                     "imports distill_lib.viz.curves (viz)", "imports distill_lib.methods.kd (methods)",
+                     "imports distill_lib (package)", "imports a module named at run time"):
+        assert any(expected in problem for problem in found), (expected, found)
+    assert cycles_inside_layers(root) == [["distill_lib.core.a", "distill_lib.core.b", "distill_lib.core.a"]]
 
 
 def test_importing_and_training_loads_no_plotting_stack():
@@ -134,3 +226,14 @@ def test_importing_and_training_loads_no_plotting_stack():
                             cwd=PACKAGE.parent)
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["sweep", "--help"]], ids=" ".join)
+def test_the_command_line_help_loads_no_torch(argv):
+    # torch takes about 2 s to import: asking the command line what it does must not wait for it
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "distill_lib", *argv], capture_output=True,
+                            text=True, timeout=120, cwd=PACKAGE.parent)
+    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "distill_lib.batch.cli" in imported  # the check reads the right output
+    assert not {name for name in imported if name == "torch" or name.startswith("torch.")}, "torch was imported"

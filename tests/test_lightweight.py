@@ -239,6 +239,15 @@ def test_pareto_front_on_a_hand_worked_example():
         lw.pareto_front([1.0], [])
 
 
+def test_pareto_leads_are_the_accuracy_over_the_best_faster_point():
+    latency = [1.0, 2.0, 3.0, 2.5, 0.5]
+    accuracy = [0.80, 0.90, 0.95, 0.85, 0.60]
+    leads = lw.pareto_leads(latency, accuracy)
+    assert list(leads) == lw.pareto_front(latency, accuracy) == [0, 1, 2, 4]
+    assert leads[4] is None  # the fastest has nothing faster to beat
+    assert leads[0] == pytest.approx(0.20) and leads[1] == pytest.approx(0.10) and leads[2] == pytest.approx(0.05)
+
+
 def test_exported_file_does_not_carry_the_tensor_the_example_was_sliced_from(trained_dws, tmp_path):
     dataset_images = torch.rand(2000, 1, 28, 28)  # 6.3 MB of float32
     path = lw.export_model(copy.deepcopy(trained_dws), tmp_path / "s.pt2", dataset_images[:4])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from distill_lib import methods
-from distill_lib import methods as losses
+from distill_lib import methods
 from distill_lib.core import cache
 from distill_lib.core.data import Dataset
 from distill_lib.core.models import build_model, feature_shapes
@@ -34,18 +34,18 @@ def tiny_dataset(n=64, seed=0):
     ((128,), (10,)),
 ])
 def test_regressor_output_shape_for_mismatched_layers(student_shape, teacher_shape):
-    regressor = losses.HintRegressor(student_shape, teacher_shape)
+    regressor = methods.HintRegressor(student_shape, teacher_shape)
     out = regressor(torch.randn(3, *student_shape))
     vector_out = len(student_shape) == 1 and len(teacher_shape) == 3  # compared with the pooled teacher map
     expected = (3, teacher_shape[0]) if vector_out else (3, *teacher_shape)
     assert tuple(out.shape) == expected
-    loss = losses.hint_loss(torch.randn(3, *student_shape), torch.randn(3, *teacher_shape), regressor)
+    loss = methods.hint_loss(torch.randn(3, *student_shape), torch.randn(3, *teacher_shape), regressor)
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
 def test_regressor_is_a_pointwise_channel_map_then_average_pool():
     torch.manual_seed(0)
-    regressor = losses.HintRegressor((6, 14, 14), (4, 7, 7))
+    regressor = methods.HintRegressor((6, 14, 14), (4, 7, 7))
     x = torch.randn(2, 6, 14, 14)
     w, b = regressor.map.weight[:, :, 0, 0], regressor.map.bias
     mixed = torch.einsum("oc,bchw->bohw", w, x) + b[None, :, None, None]
@@ -55,7 +55,7 @@ def test_regressor_is_a_pointwise_channel_map_then_average_pool():
 
 
 def test_regressor_upsampling_keeps_a_constant_map_constant():
-    regressor = losses.HintRegressor((3, 7, 7), (5, 14, 14))
+    regressor = methods.HintRegressor((3, 7, 7), (5, 14, 14))
     x = torch.full((1, 3, 7, 7), 2.0)
     out = regressor(x)
     expected = (regressor.map.weight[:, :, 0, 0] @ torch.full((3,), 2.0) + regressor.map.bias)
@@ -63,33 +63,33 @@ def test_regressor_upsampling_keeps_a_constant_map_constant():
 
 
 def test_hint_loss_is_mean_squared_error_and_pools_teacher_map_for_vector_student():
-    regressor = losses.HintRegressor((12,), (5, 7, 7))
+    regressor = methods.HintRegressor((12,), (5, 7, 7))
     s, t = torch.randn(4, 12), torch.randn(4, 5, 7, 7)
     prediction = s @ regressor.map.weight.T + regressor.map.bias
     target = t.sum(dim=(2, 3)) / 49
     manual = ((prediction - target) ** 2).sum() / prediction.numel()
-    torch.testing.assert_close(losses.hint_loss(s, t, regressor), manual, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(methods.hint_loss(s, t, regressor), manual, rtol=1e-5, atol=1e-6)
 
 
 def test_hint_loss_gradient_reaches_student_and_regressor():
-    regressor = losses.HintRegressor((4, 7, 7), (8, 7, 7))
+    regressor = methods.HintRegressor((4, 7, 7), (8, 7, 7))
     s = torch.randn(2, 4, 7, 7, requires_grad=True)
-    losses.hint_loss(s, torch.randn(2, 8, 7, 7), regressor).backward()
+    methods.hint_loss(s, torch.randn(2, 8, 7, 7), regressor).backward()
     assert s.grad.abs().sum() > 0 and regressor.map.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("student_shape", [(4, 7), (0, 7, 7), (4.0,), ()])
 def test_regressor_rejects_bad_shapes(student_shape):
     with pytest.raises(ValueError, match="student_shape"):
-        losses.HintRegressor(student_shape, (8, 7, 7))
+        methods.HintRegressor(student_shape, (8, 7, 7))
 
 
 def test_regressor_and_hint_loss_reject_mismatched_tensors():
-    regressor = losses.HintRegressor((4, 7, 7), (8, 7, 7))
+    regressor = methods.HintRegressor((4, 7, 7), (8, 7, 7))
     with pytest.raises(ValueError, match="built for"):
         regressor(torch.randn(2, 5, 7, 7))
     with pytest.raises(ValueError, match="differ"):
-        losses.hint_loss(torch.randn(2, 4, 7, 7), torch.randn(2, 8, 14, 14), regressor)
+        methods.hint_loss(torch.randn(2, 4, 7, 7), torch.randn(2, 8, 14, 14), regressor)
 
 
 # ------------------------------------------------------------------ attention transfer

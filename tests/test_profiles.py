@@ -29,7 +29,7 @@ def test_none_means_the_profiles_value_and_given_values_win():
     ("03_transfer_vs_distillation", {"source_classes": "0,0"}, "source_classes must be distinct"),
     ("03_transfer_vs_distillation", {"source_classes": "0,1,2,3,4,5,6,7,8"}, "leaving at least two classes"),
     ("03_transfer_vs_distillation", {"source": "imagenet-resnet18"}, "student='mlp-tiny' cannot be used with source"),
-    ("04_adversarial_distillation", {"warmup_epochs": 12}, "warmup_epochs must be < epochs (12)"),
+    ("04_adversarial_distillation", {"warmup_epochs": 6}, "warmup_epochs must be < epochs (6)"),
     ("05_knowledge_matching_lightweighting", {"sparsity": 2.0}, "sparsity must be a number in [0, 1]"),
     ("nope", {}, "no settings for notebook 'nope'"),
 ])

@@ -359,3 +359,59 @@ def test_notebook_range_checks_come_before_any_kernel_starts(tmp_path, command):
     assert "error:" in finished.stderr and "Traceback" not in finished.stderr
     assert not (tmp_path / "out").exists()  # no run directory left behind
     assert time.monotonic() - started < 30  # no kernel was started (that alone takes several seconds)
+
+
+# ---------------------------------------------------------------- the Chinese edition (issue 21)
+
+def two_editions(tmp_path) -> Path:
+    """``notebooks/01_probe.ipynb`` and its Chinese edition ``notebooks/zh/01_probe.ipynb``."""
+    import shutil
+    folder = tmp_path / "notebooks"
+    (folder / "zh").mkdir(parents=True)
+    shutil.copy(PROBE, folder / "01_probe.ipynb")
+    shutil.copy(PROBE, folder / "zh" / "01_probe.ipynb")
+    return folder
+
+
+def test_lang_zh_looks_short_names_up_in_the_chinese_edition(tmp_path):
+    folder = two_editions(tmp_path)
+    assert resolve_notebooks(["01"], folder, "zh") == [folder / "zh" / "01_probe.ipynb"]
+    assert resolve_notebooks([], folder, "zh") == [folder / "zh" / "01_probe.ipynb"]
+    assert resolve_notebooks(["01"], folder) == [folder / "01_probe.ipynb"]
+    assert resolve_notebooks([str(folder / "01_probe.ipynb")], folder, "zh") == [folder / "01_probe.ipynb"]  # a path is a path
+    with pytest.raises(ValueError, match="--lang must be one of en, zh; got 'fr'"):
+        resolve_notebooks(["01"], folder, "fr")
+    refused = cli("run", "01", "--lang", "fr", "--notebooks-dir", folder, "--out", tmp_path / "out")
+    assert refused.returncode == 2 and "invalid choice: 'fr'" in refused.stderr and not (tmp_path / "out").exists()
+
+
+def test_both_editions_run_into_one_out_with_the_same_parameters(tmp_path):
+    folder, out = two_editions(tmp_path), tmp_path / "out"
+    english = cli("run", "01", "--notebooks-dir", folder, "--out", out, "-p", "x", "2", "--profile", "full")
+    chinese = cli("run", "01", "--lang", "zh", "--notebooks-dir", folder, "--out", out, "-p", "x", "2",
+                  "--profile", "full")
+    assert english.returncode == 0 and chinese.returncode == 0, english.stderr + chinese.stderr
+    en, zh = read_metrics(out / "01_probe"), read_metrics(out / "zh" / "01_probe")
+    assert en["params"] == zh["params"] == {"profile": "full", "seed": 0, "x": 2.0, "mode": "a", "flag": False,
+                                            "limit": None}
+    assert zh["env"]["cwd"] == str(folder / "zh") and zh["env"]["run_dir"] == str((out / "zh" / "01_probe").resolve())
+    assert (out / "zh" / "01_probe" / "01_probe.ipynb").exists() and (out / "01_probe" / "01_probe.ipynb").exists()
+    # one command, both editions by path: two run directories, no collision
+    [a, b] = run_notebooks([folder / "01_probe.ipynb", folder / "zh" / "01_probe.ipynb"], out=tmp_path / "both")
+    assert (a.status, b.status) == ("ok", "ok") and Path(b.run_dir) == (tmp_path / "both" / "zh" / "01_probe").resolve()
+    assert (a.name, b.name) == ("01_probe", "zh/01_probe")  # as the summary names them
+
+
+def test_a_chinese_sweep_has_its_own_directory_and_never_resumes_an_english_run(tmp_path, monkeypatch):
+    folder = two_editions(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the default sweep directory is runs/sweeps/... under the working directory
+    default = sweep("01", {"x": [1, 2]}, notebooks_dir=folder, lang="zh")
+    assert default.csv_path == Path("runs") / "sweeps" / "zh" / "01_probe" / "results.csv"
+    assert all(r.ok and "/zh/01_probe.ipynb" in r.notebook for r in default.results)
+    shared = tmp_path / "shared"
+    sweep("01", {"x": [1, 2]}, notebooks_dir=folder, out=shared)
+    again = sweep("01", {"x": [1, 2]}, notebooks_dir=folder, out=shared, lang="zh")
+    assert [(r.ok, r.resumed) for r in again.results] == [(True, False), (True, False)]  # run again, as zh
+    assert [len(executions(shared / f"x={x}")) for x in (1, 2)] == [2, 2]
+    assert [r.resumed for r in sweep("01", {"x": [1, 2]}, notebooks_dir=folder, out=shared, lang="zh").results] == [
+        True, True]

@@ -1,6 +1,6 @@
 """The teacher-output cache never answers with stale or forged logits.
 
-Every answer is compared with a fresh forward pass (``predict_logits``, which shares no state with
+Every answer is compared with a fresh forward pass (``predict``, which shares no state with
 the cache): after in-place edits of the teacher's weights or of the images, for two teachers that
 share a state dict but not a forward pass, and after the disk entry was damaged or forged.
 """
@@ -12,7 +12,7 @@ from torch import nn
 
 import distill_lib as dl
 from distill_lib.core import cache
-from distill_lib.core.evaluate import predict_logits
+from distill_lib.core.evaluate import predict
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ def teacher():
 
 
 def fresh(teacher, dataset):
-    return predict_logits(teacher, dataset.images)
+    return predict(teacher, dataset.images).logits
 
 
 def _scale_in_no_grad(model):
@@ -55,27 +55,27 @@ def _scale_through_numpy(model):
 @pytest.mark.parametrize("edit", [_scale_in_no_grad, _scale_through_data, _scale_through_state_dict,
                                   _scale_through_numpy], ids=["no_grad", "data", "state_dict", "numpy"])
 def test_in_place_weight_edits_give_new_logits(tiny_dataset, teacher, edit):
-    before = cache.teacher_logits(teacher, tiny_dataset).clone()
+    before = cache.teacher_outputs(teacher, tiny_dataset).logits.clone()
     edit(teacher)
-    after = cache.teacher_logits(teacher, tiny_dataset)
+    after = cache.teacher_outputs(teacher, tiny_dataset).logits
     assert not torch.equal(after, before)
     assert torch.equal(after, fresh(teacher, tiny_dataset))
     assert cache.cache_info()["misses"] == 2
 
 
 def test_in_place_image_edit_through_a_numpy_view_gives_new_logits(tiny_dataset, teacher):
-    before = cache.teacher_logits(teacher, tiny_dataset).clone()
+    before = cache.teacher_outputs(teacher, tiny_dataset).logits.clone()
     tiny_dataset.images.numpy()[0] = 0
-    after = cache.teacher_logits(teacher, tiny_dataset)
+    after = cache.teacher_outputs(teacher, tiny_dataset).logits
     assert not torch.equal(after[0], before[0]) and torch.equal(after[1:], before[1:])
     assert torch.equal(after, fresh(teacher, tiny_dataset))
 
 
 def test_replacing_the_images_gives_new_logits(tiny_dataset, teacher):
-    before = cache.teacher_logits(teacher, tiny_dataset).clone()
+    before = cache.teacher_outputs(teacher, tiny_dataset).logits.clone()
     tiny_dataset.images = tiny_dataset.images.flip(-1)
-    assert torch.equal(cache.teacher_logits(teacher, tiny_dataset), fresh(teacher, tiny_dataset))
-    assert not torch.equal(cache.teacher_logits(teacher, tiny_dataset), before)
+    assert torch.equal(cache.teacher_outputs(teacher, tiny_dataset).logits, fresh(teacher, tiny_dataset))
+    assert not torch.equal(cache.teacher_outputs(teacher, tiny_dataset).logits, before)
 
 
 def test_teachers_with_the_same_state_dict_but_another_forward_pass_are_not_confused(tiny_dataset):
@@ -84,10 +84,10 @@ def test_teachers_with_the_same_state_dict_but_another_forward_pass_are_not_conf
     relu = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.ReLU())
     tanh = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Tanh())
     tanh.load_state_dict(relu.state_dict())
-    assert torch.equal(cache.teacher_logits(relu, tiny_dataset), fresh(relu, tiny_dataset))
-    assert torch.equal(cache.teacher_logits(tanh, tiny_dataset), fresh(tanh, tiny_dataset))
+    assert torch.equal(cache.teacher_outputs(relu, tiny_dataset).logits, fresh(relu, tiny_dataset))
+    assert torch.equal(cache.teacher_outputs(tanh, tiny_dataset).logits, fresh(tanh, tiny_dataset))
     cache.clear_cache()  # and from disk, in a "new process"
-    assert torch.equal(cache.teacher_logits(tanh, tiny_dataset), fresh(tanh, tiny_dataset))
+    assert torch.equal(cache.teacher_outputs(tanh, tiny_dataset).logits, fresh(tanh, tiny_dataset))
 
 
 # --------------------------------------------------------------------------- the disk
@@ -152,42 +152,42 @@ def _a_fifo(path):
         "not-a-dict", "directory", "fifo"])
 def test_a_damaged_or_forged_disk_entry_is_recomputed(tiny_dataset, teacher, damage):
     expected = fresh(teacher, tiny_dataset)
-    cache.teacher_logits(teacher, tiny_dataset)
+    cache.teacher_outputs(teacher, tiny_dataset).logits
     damage(_only_entry())
     cache.clear_cache()  # memory only: the next call must go to the disk
-    assert torch.equal(cache.teacher_logits(teacher, tiny_dataset), expected)
+    assert torch.equal(cache.teacher_outputs(teacher, tiny_dataset).logits, expected)
     assert cache.cache_info()["disk_hits"] == 0 and cache.cache_info()["misses"] == 1
 
 
 def test_a_sound_disk_entry_is_used(tiny_dataset, teacher):
-    expected = cache.teacher_logits(teacher, tiny_dataset).clone()
+    expected = cache.teacher_outputs(teacher, tiny_dataset).logits.clone()
     cache.clear_cache()
-    assert torch.equal(cache.teacher_logits(teacher, tiny_dataset), expected)
+    assert torch.equal(cache.teacher_outputs(teacher, tiny_dataset).logits, expected)
     assert cache.cache_info()["disk_hits"] == 1 and cache.cache_info()["misses"] == 0
 
 
 # ---------------------------------------------------------------- subsets served from their parent
 def test_a_subset_is_served_from_its_parents_outputs_without_a_teacher_pass(tiny_dataset, teacher):
-    cache.teacher_logits(teacher, tiny_dataset)
+    cache.teacher_outputs(teacher, tiny_dataset).logits
     rows = torch.tensor([59, 3, 3, 17, 0])  # another order, a repeat
     part = tiny_dataset.subset(rows).subset([4, 1, 2])  # a subset of a subset: rows 0, 3, 3
-    assert torch.allclose(cache.teacher_logits(teacher, part), fresh(teacher, part), rtol=0, atol=1e-6)
+    assert torch.allclose(cache.teacher_outputs(teacher, part).logits, fresh(teacher, part), rtol=0, atol=1e-6)
     assert cache.cache_info()["misses"] == 1
 
 
 def test_a_relabelled_copy_shares_the_entry(tiny_dataset, teacher):
-    cache.teacher_logits(teacher, tiny_dataset)
+    cache.teacher_outputs(teacher, tiny_dataset).logits
     unlabelled = dl.Dataset("tiny", "train", tiny_dataset.images, torch.full((60,), -1), tiny_dataset.classes)
-    assert torch.equal(cache.teacher_logits(teacher, unlabelled), fresh(teacher, tiny_dataset))
+    assert torch.equal(cache.teacher_outputs(teacher, unlabelled).logits, fresh(teacher, tiny_dataset))
     assert cache.cache_info()["misses"] == 1
 
 
 @pytest.mark.parametrize("edited", ["subset", "parent"])
 def test_an_image_edited_after_the_cut_is_not_served_from_the_parent(tiny_dataset, teacher, edited):
     part = tiny_dataset.subset(range(10, 20))
-    cache.teacher_logits(teacher, tiny_dataset)
+    cache.teacher_outputs(teacher, tiny_dataset).logits
     (part if edited == "subset" else tiny_dataset).images[12 if edited == "parent" else 2] = 0.5
     if edited == "parent":
-        cache.teacher_logits(teacher, tiny_dataset)  # the edited parent is cached under its new key
-    assert torch.equal(cache.teacher_logits(teacher, part), fresh(teacher, part))
+        cache.teacher_outputs(teacher, tiny_dataset).logits  # the edited parent is cached under its new key
+    assert torch.equal(cache.teacher_outputs(teacher, part).logits, fresh(teacher, part))
     assert cache.cache_info()["misses"] == (3 if edited == "parent" else 2)

@@ -233,7 +233,7 @@ def test_grid_settings_and_their_checks():
 
 def test_summary_mean_and_sample_std_over_seeds():
     rows = [dict(student="s", method="kd", loss="kl", temperature=4.0, alpha=0.9, seed=k,
-                 accuracy=a, nll=1.0, ece=0.1, agreement=0.9) for k, a in enumerate([0.80, 0.82, 0.84])]
+                 accuracy=a, nll=1.0, ece=0.1, confidence=0.8, agreement=0.9) for k, a in enumerate([0.80, 0.82, 0.84])]
     (entry,) = grid.summarise(rows)
     assert entry["n"] == 3 and entry["accuracy_mean"] == pytest.approx(0.82)
     assert entry["accuracy_std"] == pytest.approx(0.02)  # sample std of 0.80, 0.82, 0.84
@@ -241,7 +241,8 @@ def test_summary_mean_and_sample_std_over_seeds():
 
 
 def test_effects_pair_each_kd_run_with_the_same_seed_from_scratch():
-    # T=1: +0.3, +0.1, +0.2 points: interval -0.05 to +0.45 (t = 4.303, std 0.1) -> no difference
+    # T=1: +0.3, +0.1, +0.2 points: interval -0.05 to +0.45 (t = 4.303, std 0.1), inside the
+    # 0.5-point margin -> negligible
     # T=4: +2, +2.5, +1.5: clear gain; T=8: -2, -1.5, -2.5: clear loss
     base = dict(student="s", nll=1.0, ece=0.1, agreement=0.9)
     scratch = [0.850, 0.840, 0.860]
@@ -252,7 +253,7 @@ def test_effects_pair_each_kd_run_with_the_same_seed_from_scratch():
                  for k, (a, g) in enumerate(zip(scratch, gains))]
     found = grid.effects(rows)
     t1, t4, t8 = (found[("s", "kl", T, 0.9)] for T in (1.0, 4.0, 8.0))
-    assert (t1.verdict, t4.verdict, t8.verdict) == ("no difference", "gain", "loss")
+    assert (t1.verdict, t4.verdict, t8.verdict) == ("negligible", "gain", "loss")
     low, high = t1.ci95
     assert (low, high) == (pytest.approx(0.002 - 4.302653 * 0.001 / 3 ** 0.5, abs=1e-7),
                            pytest.approx(0.002 + 4.302653 * 0.001 / 3 ** 0.5, abs=1e-7))
@@ -272,3 +273,21 @@ def test_kd_with_alpha_zero_is_exactly_training_from_scratch(tiny_dataset):
     assert kd["method"] == "kd" and scratch["method"] == "scratch"
     assert (kd["accuracy"], kd["nll"], kd["ece"]) == (scratch["accuracy"], scratch["nll"], scratch["ece"])
     assert 0.0 <= scratch["agreement"] <= 1.0
+
+
+def test_dark_knowledge_profile_against_a_hand_made_teacher():
+    from distill_lib.lessons.temperature import dark_knowledge_profile
+    # 3 classes; class 0's images put their wrong mass on class 1, class 1's on class 2, class 2's
+    # on class 0: each class's nearest wrong class gets ALL the wrong mass at T = 1
+    probs = torch.tensor([[0.8, 0.2, 0.0], [0.0, 0.7, 0.3], [0.1, 0.0, 0.9], [0.9, 0.1, 0.0]]) + 1e-12
+    labels = torch.tensor([0, 1, 2, 0])
+    out = dark_knowledge_profile(probs.log(), labels, [1.0], nearest=1)
+    assert out["wrong_mass"][0] == pytest.approx((0.2 + 0.3 + 0.1 + 0.1) / 4, abs=1e-6)
+    assert out["nearest_share"][0] == pytest.approx(1.0, abs=1e-6) and out["uniform_share"] == 0.5
+    # the least confident tenth of 4 images is 1 image: the 0.7 one, which carries 0.3 of the 0.7
+    assert out["least_confident_share"][0] == pytest.approx(0.3 / 0.7, abs=1e-6)
+    # at a huge T every soft target is uniform: wrong mass 2/3, shared evenly -> the uniform share
+    hot = dark_knowledge_profile(probs.log(), labels, [1e6], nearest=1)
+    assert hot["wrong_mass"][0] == pytest.approx(2 / 3, abs=1e-4) and hot["nearest_share"][0] == pytest.approx(0.5, abs=1e-4)
+    with pytest.raises(ValueError, match="nearest must be below the number of wrong classes"):
+        dark_knowledge_profile(probs.log(), labels, [1.0], nearest=2)

@@ -21,7 +21,7 @@ def teacher():
 
 
 def test_cached_logits_equal_online_teacher_outputs_exactly(tiny_dataset, teacher):
-    cached = cache.teacher_logits(teacher, tiny_dataset)
+    cached = cache.teacher_outputs(teacher, tiny_dataset).logits
     for _images, _labels, index in TensorBatches(tiny_dataset.images, tiny_dataset.labels, batch_size=16, seed=0):
         with torch.inference_mode():
             online = teacher(tiny_dataset.images[index])
@@ -43,18 +43,18 @@ def test_a_temperature_sweep_pays_one_teacher_pass(tiny_dataset, teacher):
 
 
 def test_cache_key_follows_teacher_weights_and_data(tiny_dataset, teacher):
-    first = cache.teacher_logits(teacher, tiny_dataset).clone()
+    first = cache.teacher_outputs(teacher, tiny_dataset).logits.clone()
     with torch.no_grad():
         teacher.head.bias += 1.0
-    assert torch.allclose(cache.teacher_logits(teacher, tiny_dataset), first + 1.0, atol=1e-5)
+    assert torch.allclose(cache.teacher_outputs(teacher, tiny_dataset).logits, first + 1.0, atol=1e-5)
     tiny_dataset.images[0].fill_(0.5)  # in-place edit of the data must invalidate too
-    cache.teacher_logits(teacher, tiny_dataset)
+    cache.teacher_outputs(teacher, tiny_dataset).logits
     assert cache.cache_info()["misses"] == 3
 
 
 def test_cache_refused_with_random_augmentation(tiny_dataset, teacher):
     with pytest.raises(ValueError, match="cannot be cached with random augmentation"):
-        cache.teacher_logits(teacher, tiny_dataset, augment=Augment())
+        cache.teacher_outputs(teacher, tiny_dataset, augment=Augment())
     with pytest.raises(ValueError, match="cannot be cached with random augmentation"):
         dl.distill(dl.build_model("mlp-tiny"), teacher, tiny_dataset, augment=Augment(), cache_logits=True, **FAST)
     history = dl.distill(dl.build_model("mlp-tiny"), teacher, tiny_dataset, augment=Augment(), **FAST)
@@ -102,7 +102,7 @@ def test_nan_images_are_refused_before_training(tiny_dataset):
 
 def test_distill_reports_agreement_with_teacher(tiny_dataset, teacher):
     history = dl.distill(dl.build_model("mlp-tiny"), teacher, tiny_dataset, eval_set=tiny_dataset, **FAST)
-    assert set(history.final) == {"accuracy", "nll", "ece", "agreement"}
+    assert set(history.final) == {"accuracy", "nll", "ece", "confidence", "agreement"}
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -151,3 +151,29 @@ def test_scoring_once_after_the_last_epoch_gives_the_same_final_metrics(tiny_dat
         once.curve("accuracy")
     with pytest.raises(ValueError, match="eval_every_epoch must be True or False; got 'no'"):
         dl.train(student, tiny_dataset, method, teacher=teacher, eval_every_epoch="no", **FAST)
+
+
+def test_confidence_is_the_mean_top_class_probability():
+    # the same hand-made case: top probabilities 0.9, 0.9, 0.6 -> 0.8; accuracy 2/3, so the model
+    # is overconfident by 0.8 - 0.667
+    logits = torch.log(torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4]]))
+    metrics = dl.metrics_from_logits(logits, torch.tensor([0, 1, 0]))
+    assert metrics["confidence"] == pytest.approx(0.8, abs=1e-6) and metrics["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_a_loss_that_is_nan_before_any_update_blames_the_loss_not_the_lr(tiny_dataset, teacher):
+    # 0 * log(0): a hand-written KL on a one-hot teacher is NaN at the very first step (notebook 06)
+    class ZeroLogZero(dl.methods.Method):
+        def part_names(self):
+            return ("kl",)
+
+        def forward(self, out):
+            p_t = torch.nn.functional.one_hot(out.teacher_logits.argmax(1), 10).float()
+            p_s = out.student_logits.softmax(1)
+            return {"kl": (p_t * torch.log(p_t / p_s)).sum(1).mean()}
+
+    with pytest.raises(dl.TrainingDiverged) as stopped:
+        dl.train(dl.build_model("mlp-tiny"), tiny_dataset, ZeroLogZero(), teacher=teacher, **FAST)
+    message = str(stopped.value)
+    assert "epoch 1, step 1" in message and "learning rate is not the cause" in message and "0 * log(0)" in message
+    assert "Try a lower lr" not in message

@@ -311,24 +311,73 @@ def test_summary_and_gain_match_statistics():
 
 def test_reading_reports_paired_effects_with_the_one_verdict_rule():
     # fine-tune at 10 labels: differences +6 and +4 points; interval 5 +- 12.706 * 1.414 / 1.414
-    # = 5 +- 12.7: the two-seed interval is wide, so "no difference" despite a mean of +5 points
+    # = 5 +- 12.7: the two-seed interval is wide, so "inconclusive" despite a mean of +5 points
     found = results.effect(fake_records(), "finetune", 10)
     assert found.differences == [pytest.approx(0.06), pytest.approx(0.04)]
     assert found.ci95 == (pytest.approx(0.05 - 12.7062047 * 0.01), pytest.approx(0.05 + 12.7062047 * 0.01))
-    assert found.verdict == "no difference"
+    assert found.verdict == "inconclusive"
     # KD with unlabelled images vs KD on labelled ones: +3 and +4 points, interval 3.5 +- 6.35
     versus = results.effect(fake_records(), "kd_unlabelled", 10, against="kd_labelled")
     assert versus.mean == pytest.approx(0.035)
     lines = results.reading(fake_records())
     assert "2 seeds" in lines[0]
-    assert "+5.00 points (95% CI -7.71 to +17.71, 2 seeds): no difference with 10 labels per class" in lines[1]
+    assert "+5.00 points (95% CI -7.71 to +17.71, 2 seeds, margin ±0.50): inconclusive with 10 labels per class" in lines[1]
     assert "95.0%" in lines[-1]
+
+
+def test_transfer_set_comparisons_keep_every_pair_of_arms_apart():
+    # notebook 03 once keyed these by (arm, budget): "KD + unlabelled vs KD, labelled only" overwrote
+    # "KD + unlabelled vs scratch", so a table row and metrics.json showed the wrong comparison
+    found = results.comparisons(fake_records())
+    assert set(found) == {(m, a, b) for m, a in results.TRANSFER_SET_COMPARISONS for b in (10, 100)}
+    versus_scratch, versus_kd = found[("kd_unlabelled", "scratch", 10)], found[("kd_unlabelled", "kd_labelled", 10)]
+    assert versus_scratch.differences == [pytest.approx(0.04), pytest.approx(0.03)]  # 0.84 - 0.80, 0.85 - 0.82
+    assert versus_kd.differences == [pytest.approx(0.03), pytest.approx(0.04)]       # 0.84 - 0.81, 0.85 - 0.81
+    rows = results.comparison_rows(found)
+    assert [row[0] for row in rows] == ["KD, labelled images only vs from scratch", "KD + unlabelled images vs from scratch",
+                                        "KD + unlabelled images vs KD, labelled images only"]
+    assert rows[1][1] == versus_scratch.text() and rows[2][1] == versus_kd.text() and len(set(map(tuple, rows))) == 3
+    saved = results.comparisons_for_json(found)
+    assert len(saved) == 6 and saved["kd_unlabelled vs scratch 10"]["mean"] == pytest.approx(0.035)
+    assert results.comparison_label("kd_unlabelled", "kd_labelled", short=True) == "KD + unlabelled vs KD (labelled only)"
+
+
+def test_transfer_set_reading_splits_the_gain_and_follows_the_numbers():
+    found = results.comparisons(fake_records())
+    lines = results.transfer_set_reading(found)
+    assert len(lines) == 2 and lines[0].startswith("With 10 labels per class")
+    # +3.50 (vs scratch) = +0.00 (KD on the labels) + +3.50 (the unlabelled images): two seeds, no gain shown
+    assert "+3.50 points (inconclusive) = KD on the labelled images vs from scratch +0.00 (inconclusive)" in lines[0]
+    assert "not shown to carry most of the gain" in lines[0]
+    three_seeds = [r for r in fake_records()] + [
+        {**r, "seed": 2, "accuracy": r["accuracy"] + (0.005 if r["model"] == "kd_unlabelled" else 0.0)}
+        for r in fake_records() if r["seed"] == 0]
+    assert "carry most of the gain, as SimCLRv2 found" in results.transfer_set_reading(results.comparisons(three_seeds))[0]
+
+
+def test_words_for_budgets_and_the_verdict_rule():
+    assert results.per_class_text(1) == "1 label per class" and results.per_class_text(10) == "10 labels per class"
+    assert results.budget_header(1) == "1 label/class" and results.budget_header(100) == "100 labels/class"
+    rule = results.rule_text()
+    assert all(f"**{v}**" in rule for v in ("gain", "loss", "negligible", "inconclusive")) and "±0.50 points" in rule
+    assert rule in results.reading(fake_records())[0] and "read off the 95% interval" not in rule
 
 
 def test_students_beating_their_teacher_are_counted():
     counts = results.students_beating_teacher(fake_records())
     assert counts["finetune_kd"] == (4, 4)  # 0.88/0.89 (+0.05) beat 0.85/0.86 (+0.05) at both budgets
     assert counts["frozen"] == (0, 4) and counts["finetune"] == (2, 4)  # 0.86 > 0.85 only for seed 0
+
+
+def test_beating_the_teacher_reading_follows_the_counts():
+    lines = results.beating_teacher_reading(results.students_beating_teacher(fake_records()), fake_records())
+    assert lines[0] == "The student from scratch, which never sees the teacher, is above it in 0 of 4 runs."
+    assert "KD, labelled images only: above its teacher in 0 of 4 runs, as often as" in lines[1]
+    assert "fine-tune + KD (+ unlabelled): above its teacher in 4 of 4 runs, more often than" in lines[3]
+    # teacher minus scratch: +5 and +4 points over two seeds, inconclusive at both budgets
+    assert "not shown to be better" in lines[5] and "10 labels per class and 100 labels per class" in lines[5]
+    assert lines[6].startswith("The best student here (fine-tune + KD (+ unlabelled) with 100 labels per class, 93.50%")
+    assert "1.50 points below the teacher trained on ALL target labels (95.00%)" in lines[6]
 
 
 def test_metrics_json_has_accuracy_and_agreement_of_every_arm_per_budget():
@@ -338,11 +387,26 @@ def test_metrics_json_has_accuracy_and_agreement_of_every_arm_per_budget():
     assert metrics["accuracy"][UPPER_BOUND] == {"1000": 0.95}
 
 
-def test_overview_figure_draws_one_line_per_model():
+def test_overview_figure_splits_the_arms_into_transfer_and_distillation_panels():
     fig = transfer_viz.overview_figure(fake_records())
-    accuracy_axis, gain_axis = fig.axes[0], fig.axes[1]
-    assert len(accuracy_axis.get_lines()) == len(ARMS) + 2  # arms, teacher, upper-bound line
-    assert len(gain_axis.get_lines()) == len(ARMS) - 1 + 1 + 1  # no scratch; teacher; zero line
+    (transfer_acc, distill_acc), (transfer_gain, distill_gain) = [fig.axes[:2], fig.axes[2:4]]
+    bars = lambda ax: [c.get_label() for c in ax.containers]  # noqa: E731  one error-bar series per model
+    assert bars(transfer_acc) == [results.LABELS[m] for m in ("scratch", "finetune", "frozen", TEACHER)]
+    assert bars(distill_acc) == [results.LABELS[m] for m in ("scratch", "kd_labelled", "kd_unlabelled", "finetune_kd",
+                                                              TEACHER)]
+    assert "scratch" not in " ".join(bars(transfer_gain) + bars(distill_gain))  # scratch minus itself is not drawn
+    assert len(bars(distill_gain)) == 4
+    # accuracy in percent, both accuracy panels on one scale, the upper bound dotted on each
+    top = transfer_acc.containers[0].lines[0].get_ydata()
+    assert max(top) == pytest.approx(100 * (0.82 + 0.05 + 0.80 + 0.05) / 2)
+    assert transfer_acc.get_ylim() == distill_acc.get_ylim()
+    assert [line.get_ydata()[0] for ax in (transfer_acc, distill_acc) for line in ax.get_lines()
+            if line.get_linestyle() == ":"] == [95.0, 95.0]
+    assert transfer_acc.get_yscale() == transfer_gain.get_yscale() == "linear"  # no axis that magnifies noise
+    # a strong teacher: renamed, and left out of the gain panel (scored once, so not paired)
+    fig = transfer_viz.overview_figure(fake_records(), metrics=("accuracy", "gain"), teacher_label="strong teacher",
+                                       groups={"strong": ["scratch", "kd_labelled", TEACHER]}, teacher_gain=False)
+    assert bars(fig.axes[0])[-1] == "strong teacher" and bars(fig.axes[1]) == [results.LABELS["kd_labelled"]]
     explorer = transfer_viz.TransferExplorer(fake_records())
     explorer.figure("ece", ["scratch", "finetune"])
     assert explorer.state == {"metric": "ece", "models": ["scratch", "finetune"]}

@@ -5,13 +5,17 @@ Examples::
     python -m distill_lib run                              # every notebook, quick profile
     python -m distill_lib run 01 02 --profile full --out runs/full -p epochs 5
     python -m distill_lib sweep 02 -p temperature 1 2 4 8 -p alpha 0.5 0.9 --jobs 2
+    python -m distill_lib run 00 --lang zh                 # the Chinese edition (notebooks/zh), into runs/zh/
     python -m distill_lib quote runs/quick                 # measured headlines into the notebooks and README
+    python -m distill_lib translations status --diff       # what of the Chinese edition is out of step
 
 Exit status: 0 when every run succeeded, 1 when any failed or the sweep could not do its own
 part (results.csv or the figure not written, a --metric no run has), 2 for a refused command line
-(unknown or repeated parameter, unparsable value, unknown notebook or kernel, a bad --timeout,
---jobs or --cluster, an --out that cannot be written or that another runner holds: nothing was
-run), 130 after Ctrl-C or SIGTERM.
+(unknown or repeated parameter, unparsable value, unknown notebook or kernel, a file that is no
+notebook, a bad --timeout, --jobs or --cluster, an --out that cannot be written, that another
+runner holds, or whose run directories the runner did not make: nothing was run), 130 after
+Ctrl-C or SIGTERM. ``quote`` exits 2 when an input is refused and 1 when a write fails; either
+way no file has changed.
 
 Adding a subcommand: write ``_NAME_arguments(parser)`` and ``_NAME_command(args) -> int`` and
 register them in ``SUBCOMMANDS``.
@@ -23,6 +27,7 @@ import signal
 import threading
 
 from .console import flush_quietly, say
+from .params import LANGUAGES
 from .runner import DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, PROFILES
 
 
@@ -37,6 +42,9 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stream the notebooks' cell output (default: only in run.log)")
     parser.add_argument("--notebooks-dir", default=None, metavar="DIR",
                         help="where short names like 01 are looked up (default ./notebooks)")
+    parser.add_argument("--lang", choices=LANGUAGES, default="en",
+                        help="edition: en (default) or zh, the Chinese notebooks in notebooks/zh, whose runs go to "
+                             "<out>/zh/; a path to a notebook is taken as it is")
 
 
 # ---------------------------------------------------------------- run
@@ -57,7 +65,7 @@ def _run_command(args: argparse.Namespace) -> int:
     params = {name: value for name, [value] in _once_each(args.param).items()}
     results = run_notebooks(args.notebooks, profile=args.profile, out=args.out,
                             params=params, timeout=args.timeout, kernel=args.kernel,
-                            log_output=args.log_output, notebooks_dir=args.notebooks_dir)
+                            log_output=args.log_output, notebooks_dir=args.notebooks_dir, lang=args.lang)
     say("\n" + format_summary(results))
     return 0 if all(r.ok for r in results) else 1
 
@@ -107,7 +115,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
     outcome = sweep(args.notebook, grid, seeds=args.seeds, params=fixed, profile=args.profile,
                     out=args.out, jobs=args.jobs, force=args.force, timeout=args.timeout,
                     cluster=args.cluster, metric=args.metric, kernel=args.kernel,
-                    log_output=args.log_output, notebooks_dir=args.notebooks_dir)
+                    log_output=args.log_output, notebooks_dir=args.notebooks_dir, lang=args.lang)
     ran = len(outcome.results)
     say(f"\n{ran - len(outcome.failed)} of {ran} runs ok; table: {outcome.csv_path}"
         + (f"; figure: {outcome.figure_path}" if outcome.figure_path else ""))
@@ -170,6 +178,40 @@ def _quote_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _translations_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    status = actions.add_parser("status", help="list stale, untranslated and mismatched cells (exit 1 if any)")
+    status.add_argument("--diff", action="store_true",
+                        help="show, for each stale cell, the English change since its translation (from git)")
+    actions.add_parser("sync", help="make notebooks/zh follow the English structure and code")
+    stamp = actions.add_parser("stamp", help="record that cells now translate the current English text")
+    stamp.add_argument("notebook", metavar="NOTEBOOK", help="short name (00) or file name")
+    stamp.add_argument("cells", nargs="*", metavar="CELL_ID", help="the translated cells' ids")
+    stamp.add_argument("--all", action="store_true",
+                       help="every stale or untranslated cell that no longer holds the English text")
+    for action in (status, actions.choices["sync"], stamp):
+        action.add_argument("--notebooks-dir", default=None, metavar="DIR", help="default ./notebooks")
+
+
+def _translations_command(args: argparse.Namespace) -> int:
+    from .params import default_notebooks_dir
+    from . import translations
+
+    folder = args.notebooks_dir or default_notebooks_dir()
+    if args.action == "status":
+        text, code = translations.status_text(folder, diff=args.diff)
+        say(text)
+        return code
+    if args.action == "sync":
+        changes = translations.sync(folder)
+        say("\n".join(changes) if changes else "nothing to change: the Chinese edition follows the English one")
+        return 0
+    if not args.cells and not args.all:
+        raise ValueError("stamp needs the ids of the cells you translated, or --all")
+    say("\n".join(translations.stamp(folder, args.notebook, args.cells, every=args.all)))
+    return 0
+
+
 # name -> (add its arguments, run it and return the exit status, one-line help)
 SUBCOMMANDS = {
     "run": (_run_arguments, _run_command, "execute notebooks headlessly with papermill"),
@@ -179,6 +221,8 @@ SUBCOMMANDS = {
                       "train the profile's teacher and write its checkpoint (how data/ gets its teacher)"),
     "quote": (_quote_arguments, _quote_command,
               "write the measured headlines and times of a finished run into the notebooks and README"),
+    "translations": (_translations_arguments, _translations_command,
+                     "keep the Chinese edition (notebooks/zh) in step: status, sync, stamp"),
 }
 
 

@@ -22,6 +22,7 @@ import math
 import os
 import shlex
 import socket
+import stat
 import struct
 import sys
 import uuid
@@ -52,6 +53,13 @@ def check_jobs(jobs) -> int:
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"--jobs {_shown(jobs)} is refused: give a whole number >= 1 (runs at once)")
     return jobs
+
+
+def check_switches(**switches) -> None:
+    """Each of ``switches`` must be True or False: ``force="no"`` would be true in Python."""
+    for name, value in switches.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
 
 
 def check_kernel(kernel, pinned: str) -> str:
@@ -89,6 +97,7 @@ def check_out_dir(out) -> Path:
     path = Path(out)
     shown = f"--out {str(out)!r}"
     need = "give a directory that can be created and written"
+    refuse_dangling_link(path, shown)
     try:
         if path.exists() and not path.is_dir():
             raise ValueError(f"{shown} exists and is not a directory; give a directory (a missing one is created)")
@@ -116,6 +125,51 @@ def check_out_dir(out) -> Path:
         _remove_dirs(created)
         raise
     return path
+
+
+def refuse_dangling_link(path: Path, shown: str) -> None:
+    """``ValueError`` when ``path`` or a folder above it is a symbolic link to nothing: creating
+    it would fail with a bare "File exists", and the link's missing target is the real problem."""
+    for part in (path, *path.parents):
+        if os.path.islink(part) and not os.path.exists(part):
+            subject = f"{shown} is" if part == path else f"{shown} cannot be created: {str(part)!r} is"
+            raise ValueError(f"{subject} a symbolic link to {os.readlink(part)!r}, which does not exist; "
+                             "create that directory or give another --out")
+
+
+def refuse_foreign_directory(folder: Path, what: str, marks, owner_files=()) -> None:
+    """``ValueError`` unless ``folder`` is absent, empty, or was made by the runner (holds one of
+    ``marks``). With ``owner_files``, only those files count: a folder holding none of them is
+    usable too (the sweep directory, whose other contents the sweep never touches). Reads only;
+    a folder that cannot be made (a file above it) is left to :func:`check_out_dir` to report."""
+    shown = f"{what} {str(folder)!r}"
+    refuse_dangling_link(Path(folder), shown)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{shown} exists and is not a directory; choose another --out")
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as error:
+        raise ValueError(f"{shown} cannot be read ({_reason(error)}); choose another --out") from None
+    if any(mark in names and _own_file(Path(folder) / mark) for mark in marks):
+        return
+    clashing = [name for name in names if name in owner_files] if owner_files else names
+    if clashing:
+        listed = ", ".join(clashing[:5]) + (f" and {len(clashing) - 5} more" if len(clashing) > 5 else "")
+        raise ValueError(f"{shown} already exists and was not made by this runner (it holds {listed}, and "
+                         f"no {marks[0]}); the runner does not write over files it did not create: choose "
+                         "another --out, or move that folder away")
+
+
+def _own_file(path: Path) -> bool:
+    """A regular file with no other name: not a link to something elsewhere (a lock file is
+    opened for writing, so a link would let the runner truncate a file it did not make)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
 
 
 def _exists(path: Path) -> bool:
@@ -268,8 +322,13 @@ class DirectoryLock:
         self.previous: dict = {}  # the record a holder that died without releasing left behind
 
     def acquire(self) -> "DirectoryLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # O_NOFOLLOW, and a single name: the record below truncates the file, which must be ours.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                raise OSError(f"{self.path} is not a lock file of the runner's (it has other names or "
+                              "is not a regular file); remove it")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_record(fd)
@@ -289,6 +348,19 @@ class DirectoryLock:
         except OSError:  # a full disk: the lock holds all the same, only the description is missing
             pass
         return self
+
+    def lost(self) -> str | None:
+        """Why this lock no longer guards its directory (the lock file, and so the directory, was
+        deleted or replaced while held), or None. Whatever now sits at that path is not ours."""
+        try:
+            here = os.stat(self.path)
+        except OSError:
+            here = None
+        mine = os.fstat(self.fd)
+        if here is not None and mine.st_nlink > 0 and (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
+            return None
+        return (f"the {self.what} {self.path.parent} was deleted or replaced while this runner held it "
+                f"(its {self.path.name} is {'gone' if here is None else 'another file'})")
 
     def release(self) -> None:
         """Unlock; the record is cleared first, so the next holder knows this one ended cleanly."""

@@ -21,6 +21,10 @@ RESERVED = {
     "interactive": "batch runs are always headless (interactive=False)",
 }
 _BOOL_WORDS = {"true": True, "1": True, "false": False, "0": False}
+# Language editions: the English notebooks in notebooks/, the Chinese ones (the same code) in
+# notebooks/zh/. A notebook's edition is the folder it lies in; a zh run goes to <out>/zh/<name>.
+ZH_FOLDER = "zh"
+LANGUAGES = ("en", ZH_FOLDER)
 _INVALID = object()
 
 
@@ -35,6 +39,7 @@ def notebook_parameters(notebook) -> dict[str, dict]:
     """
     import papermill  # ~2 s to import: only when a notebook is actually inspected
 
+    read_notebook(notebook)  # a file that is no notebook is refused here, not in papermill's traceback
     try:
         declared = papermill.inspect_notebook(str(notebook))
     except ValueError as error:  # e.g. no kernelspec in the notebook's metadata
@@ -49,11 +54,27 @@ def notebook_parameters(notebook) -> dict[str, dict]:
     return declared
 
 
-def _assigned_names(notebook) -> dict[str, str]:
-    """Names assigned at the top of the ``parameters`` cell -> their source line."""
+def read_notebook(notebook):
+    """The notebook at ``notebook`` (nbformat v4), checked against the notebook schema; ``ValueError``
+    saying what the file is instead (unreadable, not JSON, JSON that is no notebook)."""
     import nbformat
 
-    cells = nbformat.read(str(notebook), as_version=4).cells
+    path = Path(notebook)
+    try:
+        node = nbformat.read(str(path), as_version=4)
+        nbformat.validate(node)
+    except OSError as error:
+        raise ValueError(f"notebook {str(path)!r} cannot be read ({error.strerror or error})") from None
+    except Exception as error:  # JSON errors, nbformat's own validation and reader errors
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{str(path)!r} is not a Jupyter notebook (nbformat 4): {reason[:200]}; give a "
+                         f".ipynb file saved by Jupyter") from None
+    return node
+
+
+def _assigned_names(notebook) -> dict[str, str]:
+    """Names assigned at the top of the ``parameters`` cell -> their source line."""
+    cells = read_notebook(notebook).cells
     source = next((c.source for c in cells if "parameters" in c.metadata.get("tags", [])), "")
     try:
         tree = ast.parse(source)
@@ -207,9 +228,30 @@ def default_notebooks_dir() -> Path:
     return local if local.is_dir() else PACKAGE_ROOT / "notebooks"
 
 
-def resolve_notebooks(names, notebooks_dir=None) -> list[Path]:
-    """Paths for ``names`` (a path, ``01``, ``01_teacher_training``); all notebooks when empty."""
+def check_language(lang: str) -> str:
+    if lang not in LANGUAGES:
+        raise ValueError(f"--lang must be one of {', '.join(LANGUAGES)}; got {lang!r}")
+    return lang
+
+
+def edition_of(notebook) -> str:
+    """``"zh"`` for a notebook in a folder named zh (the Chinese edition), else ``"en"``."""
+    return ZH_FOLDER if Path(notebook).parent.name == ZH_FOLDER else "en"
+
+
+def run_dir_of(out, notebook) -> Path:
+    """``<out>/<name>``, or ``<out>/zh/<name>`` for the Chinese edition: both editions of a notebook
+    can run into one ``--out``."""
+    return Path(out) / (ZH_FOLDER if edition_of(notebook) == ZH_FOLDER else "") / Path(notebook).stem
+
+
+def resolve_notebooks(names, notebooks_dir=None, lang: str = "en") -> list[Path]:
+    """Paths for ``names`` (a path, ``01``, ``01_teacher_training``); all notebooks when empty.
+    ``lang="zh"`` looks short names up in the Chinese edition (``<notebooks_dir>/zh``); a path is
+    taken as it is."""
     folder = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
+    if check_language(lang) == ZH_FOLDER:
+        folder = folder / ZH_FOLDER
     available = sorted(folder.glob("*.ipynb"))
     if not names:
         if not available:

@@ -10,8 +10,13 @@ Run directory layout: ``<run_dir>/<notebook>.ipynb`` (executed, with outputs), `
 log), ``.run.lock`` (who owns the directory). Parameters flow one way: only names the notebook
 declares in its ``parameters`` cell are accepted, parsed to the declared type before anything runs.
 
-Ownership: a run holds an ``flock`` on ``.run.lock`` while it runs, so a second runner is
-refused instead of both writing one directory. The papermill child and the kernel of the default
+Ownership: the runner writes only in run directories it made. A planned run directory must be
+new, empty or hold ``.run.lock``; no two runs share one; none of the runner's files there may be
+an input notebook (:func:`check_run_dirs`). Its files from an earlier run are removed before the
+run, so a link left at one of their names is replaced, never written through. A run holds an
+``flock`` on ``.run.lock`` while it runs, so a second runner is refused instead of both writing
+one directory; a directory deleted or replaced meanwhile fails the run, and nothing more is
+written there. The papermill child and the kernel of the default
 kernelspec get ``PR_SET_PDEATHSIG`` (Linux), so a runner killed with SIGKILL takes them along;
 both also carry the owner's token in their environment, and a later owner of the directory kills
 any process still carrying a dead owner's token before it starts (kernels of other kinds, hosts
@@ -38,12 +43,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .console import say
-from .guards import (DirectoryBusy, DirectoryLock, busy_error, check_kernel, check_out_dir, check_timeout,
-                     holder_of, kill_processes_with_token)
+from .guards import (DirectoryBusy, DirectoryLock, busy_error, check_kernel, check_out_dir, check_switches,
+                     check_timeout, holder_of, kill_processes_with_token, refuse_foreign_directory)
 from .params import (PACKAGE_ROOT, PROFILES, check_not_reserved, check_parameters, check_settings,
                               check_profile, describe_parameters, injected_parameters,
-                              notebook_parameters, resolve_notebooks)
-from ..core.results import METRICS_FILE, flatten_numbers, read_metrics_checksummed, write_json_atomic
+                              notebook_parameters, resolve_notebooks, run_dir_of)
+from ..core.results import METRICS_FILE, flatten_numbers, headline_of, read_metrics_checksummed, write_json_atomic
 
 __all__ = ["PROFILES", "RunSpec", "RunResult", "check_parameters", "describe_parameters",
            "execute_run", "format_summary", "resolve_notebooks", "run_notebooks"]
@@ -91,6 +96,7 @@ class RunResult:
     metrics: dict = field(default_factory=dict)  # numeric metrics, dotted keys
     resumed: bool = False  # finished in an earlier sweep, not executed again
     metrics_sha256: str | None = None  # of metrics.json as the runner read it when the run ended
+    headline: dict | None = None  # metrics.json's metrics.headline, when it has one
 
     @property
     def ok(self) -> bool:
@@ -160,8 +166,12 @@ def _execute_owned(spec: RunSpec, run_dir: Path, lock: DirectoryLock, started: f
     if previous.get("token") and previous.get("host") in (None, socket.gethostname()):
         kill_processes_with_token(OWNER_ENV, previous["token"])  # its papermill and kernel, if alive
     output = run_dir / Path(spec.notebook).name
+    if same_file(output, Path(spec.notebook)):  # (plan_runs refuses this; a RunSpec made by hand too)
+        return _unrecorded(spec, f"not started: the executed notebook {output} would replace the notebook itself")
     try:
-        for stale in (METRICS_FILE, RUN_FILE):  # a failed re-run must not show the old outcome
+        # A failed re-run must not show the old outcome; and the run writes new files, never
+        # through a link or hard link left at one of its names (it would write a user's file).
+        for stale in (METRICS_FILE, RUN_FILE, LOG_FILE, output.name):
             (run_dir / stale).unlink(missing_ok=True)
     except OSError as error:
         return _unrecorded(spec, f"not started: cannot clear the previous outcome in {run_dir}: {error}")
@@ -176,11 +186,34 @@ def _execute_owned(spec: RunSpec, run_dir: Path, lock: DirectoryLock, started: f
     try:
         returncode, stop_reason = _run_child(spec, output, lock.token)
     except KeyboardInterrupt:
-        _save(_collect(spec, output, None, "interrupted", time.monotonic() - started))
+        _finish(spec, lock, output, None, "interrupted", time.monotonic() - started)
         raise
     except Exception as error:  # the runner's own trouble (disk, fork) fails this run only
         stop_reason = f"runner error: {error!r}"
-    return _save(_collect(spec, output, returncode, stop_reason, time.monotonic() - started))
+    return _finish(spec, lock, output, returncode, stop_reason, time.monotonic() - started)
+
+
+def _finish(spec: RunSpec, lock: DirectoryLock, output: Path, returncode, stop_reason, wall_s: float) -> RunResult:
+    """The run's result, recorded in its run.json, unless the run directory was deleted or
+    replaced meanwhile: then the run failed (its log went with the directory), and nothing is
+    written into whatever stands at that path now."""
+    lost = lock.lost()
+    if lost:
+        result = _unrecorded(spec, f"{lost}: its run.log went with it, so the outcome is unknown; "
+                                   "nothing more was written there")
+        result.wall_s = round(wall_s, 2)
+        return result
+    return _save(_collect(spec, output, returncode, stop_reason, wall_s))
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same path after links, or hard links to one inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
 
 
 def _unrecorded(spec: RunSpec, error: str) -> RunResult:
@@ -340,10 +373,14 @@ def _collect(spec, output: Path, returncode, stop_reason, wall_s: float) -> RunR
         result.error = stop_reason or cell_error or _last_log_line(Path(spec.run_dir) / LOG_FILE)
         if unreadable and output.exists():
             result.error += f" (the executed notebook {output.name} is cut off)"
+    elif not output.is_file():
+        result.status = "failed"
+        result.error = f"papermill ended without error but the executed notebook {output} is missing"
     try:
         record, sha256 = read_metrics_checksummed(spec.run_dir)
         result.metrics = flatten_numbers(record.get("metrics", {}))
         result.metrics_sha256 = sha256
+        result.headline = headline_of(record)
     except (OSError, ValueError, AttributeError, TypeError):
         pass
     return result
@@ -404,14 +441,16 @@ def _last_log_line(log_path: Path) -> str:
 
 def run_notebooks(notebooks=None, *, profile: str = "quick", out="runs", params: dict | None = None,
                   timeout: float = DEFAULT_TIMEOUT_S, kernel: str = DEFAULT_KERNEL,
-                  log_output: bool = False, notebooks_dir=None) -> list[RunResult]:
+                  log_output: bool = False, notebooks_dir=None, lang: str = "en") -> list[RunResult]:
     """Execute notebooks one after another into ``out/<notebook stem>/``; all checked first.
+    ``lang="zh"`` runs the Chinese edition's notebooks (short names looked up in ``notebooks/zh``);
+    a notebook of the Chinese edition, however named, runs in ``out/zh/<notebook stem>/``.
 
     With several notebooks, a ``params`` name goes to the notebooks that declare it; a name no
     selected notebook declares is refused. So is a run directory another runner is using, and an
     ``out`` that cannot be created or written (``ValueError``, before anything runs).
     """
-    specs = plan_runs(resolve_notebooks(notebooks or [], notebooks_dir), profile=profile, out=out,
+    specs = plan_runs(resolve_notebooks(notebooks or [], notebooks_dir, lang), profile=profile, out=out,
                       params=params or {}, timeout=timeout, kernel=kernel, log_output=log_output)
     refuse_busy(specs)
     check_out_dir(out)
@@ -437,6 +476,7 @@ def check_options(profile, names, timeout, kernel) -> float:
 def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> list[RunSpec]:
     """The run specs, with every parameter checked; raises ``ValueError`` before anything runs."""
     timeout = check_options(profile, params, timeout, kernel)
+    check_switches(log_output=log_output)
     declared_by = {path: notebook_parameters(path) for path in paths}
     orphans = [name for name in params if not any(name in d for d in declared_by.values())]
     if orphans:  # strict for one notebook; for several, a name must be known to one of them
@@ -447,14 +487,46 @@ def plan_runs(paths, *, profile, out, params, timeout, kernel, log_output) -> li
         raise ValueError(f"unknown parameter {', '.join(map(repr, orphans))}.\n{listing}")
     specs = []
     for path, declared in declared_by.items():
-        run_dir = Path(out) / path.stem
+        run_dir = run_dir_of(out, path)
         values = {**{k: v for k, v in params.items() if k in declared},
                   **injected_parameters(declared, profile=profile, run_dir=run_dir)}
         values = check_parameters(path, values, declared)
         check_settings(path, profile, values)
-        specs.append(RunSpec(notebook=str(path.resolve()), run_dir=str(run_dir.resolve()), name=path.stem,
+        specs.append(RunSpec(notebook=str(path.resolve()), run_dir=str(run_dir.resolve()),
+                             name=run_dir_of("", path).as_posix(),  # 00_quickstart, or zh/00_quickstart
                              params=values, timeout=timeout, kernel=kernel, log_output=log_output))
+    check_run_dirs(specs, paths)
     return specs
+
+
+def runner_files(spec: RunSpec) -> list[Path]:
+    """The files the runner itself writes in a run's directory (the notebook adds its figures)."""
+    run_dir = Path(spec.run_dir)
+    return [run_dir / Path(spec.notebook).name, run_dir / RUN_FILE, run_dir / LOG_FILE, run_dir / LOCK_FILE,
+            run_dir / METRICS_FILE]
+
+
+def check_run_dirs(specs: list[RunSpec], inputs) -> None:
+    """``ValueError`` before anything runs unless every run has a directory of its own, new or
+    empty or made by the runner, and no file the runner writes there is one of the ``inputs``
+    (``run X/tiny/tiny.ipynb --out X`` would otherwise replace the notebook with its executed copy)."""
+    by_dir: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        by_dir.setdefault(os.path.realpath(spec.run_dir), []).append(spec)
+    for run_dir, sharing in by_dir.items():
+        if len(sharing) > 1:
+            notebooks = " and ".join(spec.notebook for spec in sharing)
+            raise ValueError(f"{notebooks} would all run in {run_dir} (a run directory is named after the "
+                             "notebook's file name), each replacing the one before; run them one at a time "
+                             "with different --out")
+    for spec in specs:
+        for path in runner_files(spec):
+            for source in inputs:
+                if same_file(path, Path(source)):
+                    raise ValueError(f"the run would write {path}, which is the notebook {source} itself (an "
+                                     "input is never overwritten); choose an --out outside the notebook's folder")
+    for spec in specs:
+        refuse_foreign_directory(Path(spec.run_dir), "run directory", (LOCK_FILE,))
 
 
 def refuse_busy(specs: list[RunSpec]) -> None:
@@ -473,20 +545,28 @@ def progress_word(result: RunResult) -> str:
     return f"{'ok' if result.ok else result.status.upper()} {result.wall_s:.1f} s{detail}"
 
 
-def headline_metrics(metrics: dict, count: int = 2) -> str:
-    """One or two metrics for a summary line: accuracies first."""
-    if not metrics:
-        return "(no metrics.json)"
-    names = [n for n in metrics if "accuracy" in n.lower()] or list(metrics)
-    return "  ".join(f"{name}={metrics[name]:.4g}" for name in names[:count])
+def headline_text(result: RunResult) -> str:
+    """The run's headline for the summary: ``+1.67 points (95% CI +1.48 to +1.86), 3 seeds: gain``
+    (with the margin where the headline states one), from its metrics.json."""
+    headline = result.headline
+    if headline is None:
+        return "(no headline in metrics.json)" if result.metrics_sha256 else "(no metrics.json)"
+    try:
+        low, high = (100 * float(v) for v in headline["effect_ci95"])
+        margin = headline.get("margin")
+        margin_text = f", margin {100 * float(margin):.2f}" if margin is not None else ""
+        return (f"{100 * float(headline['effect_mean']):+.2f} points (95% CI {low:+.2f} to {high:+.2f}"
+                f"{margin_text}), {int(headline['n_seeds'])} seeds: {headline['verdict']}")
+    except (KeyError, TypeError, ValueError):
+        return "(headline in metrics.json is malformed)"
 
 
 def format_summary(results: list[RunResult]) -> str:
-    """A table (notebook, status, wall time, headline metrics), then one line per failure."""
+    """A table (notebook, status, wall time, the notebook's headline), then one line per failure."""
     width = max([len("notebook")] + [len(r.name) for r in results])
     lines = [f"{'notebook':<{width}}  {'status':<11}  {'wall':>8}  headline"]
     for r in results:
-        lines.append(f"{r.name:<{width}}  {r.status:<11}  {r.wall_s:>6.1f} s  {headline_metrics(r.metrics) if r.ok else ''}")
+        lines.append(f"{r.name:<{width}}  {r.status:<11}  {r.wall_s:>6.1f} s  {headline_text(r) if r.ok else ''}")
     failures = [r for r in results if not r.ok]
     if failures:
         lines.append(f"\n{len(failures)} of {len(results)} failed:")

@@ -26,12 +26,15 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ..core.stats import mean_interval
-from ..core.results import flatten_numbers, read_metrics_checksummed, to_jsonable, write_atomic, write_text_atomic
+from ..core.results import (flatten_numbers, headline_of, read_metrics_checksummed, to_jsonable, write_atomic,
+                            write_text_atomic)
 from .console import say
-from .guards import DirectoryLock, check_jobs, check_out_dir, connect_cluster
+from .guards import (DirectoryLock, check_jobs, check_out_dir, check_switches, connect_cluster,
+                     refuse_foreign_directory)
 from .runner import (CHILDREN, DEFAULT_KERNEL, DEFAULT_TIMEOUT_S, RUN_FILE, RunResult, RunSpec,
-                     _unrecorded, check_options, check_parameters, check_settings, execute_run,
-                     injected_parameters, notebook_parameters, progress_word, resolve_notebooks)
+                     _unrecorded, check_options, check_parameters, check_run_dirs, check_settings, execute_run,
+                     injected_parameters, notebook_parameters, progress_word, resolve_notebooks, same_file)
+from .params import edition_of, run_dir_of
 
 CSV_NAME = "results.csv"
 FIGURE_NAME = "results.png"
@@ -54,10 +57,12 @@ class SweepResult:
 def sweep(notebook, grid: dict[str, list], *, seeds=None, profile: str = "quick", out=None,
           jobs: int = 1, force: bool = False, timeout: float = DEFAULT_TIMEOUT_S, cluster=None,
           params: dict | None = None, metric: str | None = None, kernel: str = DEFAULT_KERNEL,
-          log_output: bool = False, notebooks_dir=None) -> SweepResult:
+          log_output: bool = False, notebooks_dir=None, lang: str = "en") -> SweepResult:
     """Run ``notebook`` for every combination of ``grid`` values x ``seeds``; collect the results.
 
     ``grid`` maps parameter names to value lists (strings are parsed to the declared types);
+    ``lang="zh"`` sweeps the Chinese edition's notebook (default ``out``: ``runs/sweeps/zh/<notebook>``;
+    a run of the other edition in ``out`` is not taken as finished);
     ``params`` holds fixed values for all runs. ``cluster`` is a Dask scheduler address (or a
     ``distributed.Client``); otherwise up to ``jobs`` runs execute at once on this machine.
 
@@ -68,8 +73,9 @@ def sweep(notebook, grid: dict[str, list], *, seeds=None, profile: str = "quick"
     no run has) is listed in ``SweepResult.problems``.
     """
     check_jobs(jobs)
-    path = resolve_notebooks([notebook], notebooks_dir)[0]
-    out = Path(out) if out else Path("runs") / "sweeps" / path.stem
+    check_switches(force=force, log_output=log_output)
+    path = resolve_notebooks([notebook], notebooks_dir, lang)[0]
+    out = Path(out) if out else run_dir_of(Path("runs") / "sweeps", path)  # runs/sweeps[/zh]/<notebook>
     specs, swept = plan_sweep(path, grid, seeds=seeds, params=params or {}, profile=profile,
                               out=out, timeout=timeout, kernel=kernel, log_output=log_output)
     _check_metric_against(metric, out)
@@ -143,7 +149,19 @@ def plan_sweep(notebook: Path, grid: dict, *, seeds, params: dict, profile: str,
         specs.append(RunSpec(notebook=str(notebook.resolve()), run_dir=str(run_dir), params=values,
                              name=run_name(point), timeout=timeout, kernel=kernel, log_output=log_output))
     _refuse_duplicates(specs)
+    check_sweep_dir(out, notebook)
+    check_run_dirs(specs, [notebook])
     return specs, list(axes)
+
+
+def check_sweep_dir(out: Path, notebook: Path) -> None:
+    """The sweep writes results.csv, results.png and .sweep.lock in ``out``: refused (``ValueError``)
+    where those names hold files an earlier sweep did not make, or the notebook itself."""
+    refuse_foreign_directory(out, "--out", (LOCK_NAME,), owner_files=(CSV_NAME, FIGURE_NAME))
+    for name in (CSV_NAME, FIGURE_NAME, LOCK_NAME):
+        if same_file(out / name, notebook):
+            raise ValueError(f"the sweep would write {out / name}, which is the notebook {notebook} itself; "
+                             "choose another --out")
 
 
 def run_name(point: dict) -> str:
@@ -188,6 +206,8 @@ def finished_result(spec: RunSpec) -> RunResult | None:
         return None
     if not isinstance(record, dict) or record.get("status") != "ok":
         return None
+    if edition_of(str(record.get("notebook", ""))) != edition_of(spec.notebook):  # the other language's edition
+        return None
     if not isinstance(record.get("params"), dict) or \
             _identity(record["params"]) != _identity(to_jsonable(spec.params)):
         return None
@@ -204,7 +224,7 @@ def finished_result(spec: RunSpec) -> RunResult | None:
                             **{k: v for k, v in record.items() if k in known})
     except TypeError:
         return None
-    return replace(earlier, metrics=flatten_numbers(written["metrics"]), resumed=True)
+    return replace(earlier, metrics=flatten_numbers(written["metrics"]), headline=headline_of(written), resumed=True)
 
 
 def _identity(params: dict) -> dict:

@@ -16,7 +16,7 @@ class Augment:
 
     def __init__(self, shift: int = 2, flip: bool = True):
         self.shift = checks.non_negative_int("shift", shift)
-        self.flip = bool(flip)
+        self.flip = checks.boolean("flip", flip)  # bool("no") would be True
 
     def __repr__(self) -> str:
         return f"Augment(shift={self.shift}, flip={self.flip})"

@@ -35,32 +35,21 @@ import json
 import os
 import stat
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import checks
-from .checkpoints import CheckpointError, refuse_non_regular, state_dict_sha256
-from .evaluate import predict_logits, predict_outputs
+from .checkpoints import CheckpointError, prepare_directory, refuse_non_regular, refuse_oversized, state_dict_sha256
+from .device import resolve_device
+from .evaluate import ModelOutputs, predict
 from .results import write_atomic
 
 PREPROCESSING = "inputs in [0, 1]; centring inside the model"
 FILE_FORMAT = "distill_lib.teacher_outputs"
 MAX_ENTRIES = 8  # a few datasets x a few teachers in memory; logits of 60k images are 2.4 MB each
-_entries: "OrderedDict[tuple, TeacherOutputs]" = OrderedDict()
+_entries: "OrderedDict[tuple, ModelOutputs]" = OrderedDict()
 _stats = {"hits": 0, "disk_hits": 0, "misses": 0}
-
-
-@dataclass
-class TeacherOutputs:
-    """The teacher's logits (N x classes) and the named stages' outputs on one dataset, on the CPU."""
-
-    logits: torch.Tensor
-    features: dict = field(default_factory=dict)
-
-    def to(self, device) -> "TeacherOutputs":
-        return TeacherOutputs(self.logits.to(device), {k: v.to(device) for k, v in self.features.items()})
 
 
 def cache_dir() -> Path:
@@ -99,14 +88,20 @@ def dataset_sha256(dataset) -> str:
     return digest.hexdigest()
 
 
-def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: int = 1024, augment=None,
-                    persist: bool = True) -> TeacherOutputs:
-    """The teacher's logits and ``stages`` outputs on every image of ``dataset``, computed at most once.
+def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: int | None = None, augment=None,
+                    persist: bool = True) -> ModelOutputs:
+    """The teacher's logits and ``stages`` outputs on every image of ``dataset``, computed at most
+    once and then served from the cache (memory, and for logits the disk): ``.logits`` (CPU float32),
+    ``.features``. For a model's outputs computed now and not kept, use ``predict``.
 
     Returns copies: editing them never corrupts the cache. ``persist=False`` skips the disk.
+    ``batch_size`` None is the measured inference batch (``evaluate.inference_batch``).
     """
     refuse_with_augmentation(augment)
-    checks.positive_int("batch_size", batch_size)
+    if batch_size is not None:
+        checks.positive_int("batch_size", batch_size)
+    checks.boolean("persist", persist)
+    device = resolve_device(device)
     stages = tuple(dict.fromkeys(stages))
     known = list(getattr(teacher, "stages", {}))
     for stage in stages:
@@ -121,19 +116,22 @@ def teacher_outputs(teacher, dataset, stages=(), *, device="cpu", batch_size: in
         entry = _from_disk(key, teacher, dataset)
     if entry is None:
         _stats["misses"] += 1
-        logits, features = predict_outputs(teacher, dataset.images, stages, batch_size=batch_size, device=device)
-        entry = TeacherOutputs(logits, features)
+        entry = predict(teacher, dataset.images, stages, batch_size=batch_size, device=device)
+        refuse_non_finite(entry.logits)
         if persist:
-            _to_disk(key, logits)
+            _to_disk(key, entry.logits)
     _remember(key, entry)
-    return TeacherOutputs(entry.logits.clone(), {s: entry.features[s].clone() for s in stages})
+    return ModelOutputs(entry.logits.clone(), {s: entry.features[s].clone() for s in stages})
 
 
-def teacher_logits(teacher, dataset, *, device="cpu", batch_size: int = 1024, augment=None,
-                   persist: bool = True) -> torch.Tensor:
-    """The teacher's logits on every image of ``dataset`` (CPU float32), computed at most once."""
-    return teacher_outputs(teacher, dataset, device=device, batch_size=batch_size, augment=augment,
-                           persist=persist).logits
+def refuse_non_finite(logits: torch.Tensor) -> None:
+    """Teacher outputs with NaN or inf would make every student's loss NaN; the fault is the
+    teacher's (diverged or damaged weights), so it is named here, before any student trains."""
+    bad = int((~torch.isfinite(logits)).sum())
+    if bad:
+        raise ValueError(f"the teacher's logits hold {bad} non-finite values (NaN or inf) of {logits.numel()}: "
+                         f"the teacher itself is broken (diverged or damaged weights), not the student's "
+                         f"training; check it with dl.evaluate(teacher, test_set) or load another one")
 
 
 def cache_info() -> dict:
@@ -143,6 +141,7 @@ def cache_info() -> dict:
 
 def clear_cache(disk: bool = False) -> None:
     """Forget the in-memory outputs (and, with ``disk=True``, the files on disk too)."""
+    checks.boolean("disk", disk)  # clear_cache(disk="no") must not delete anything
     _entries.clear()
     _stats.update(hits=0, disk_hits=0, misses=0)
     if disk:
@@ -160,10 +159,10 @@ def _from_memory(key, stages):
     return entry
 
 
-def _remember(key, entry: TeacherOutputs) -> None:
+def _remember(key, entry: ModelOutputs) -> None:
     old = _entries.get(key)
     if old is not None and old is not entry:  # keep stages computed earlier for this pair
-        entry = TeacherOutputs(entry.logits, {**old.features, **entry.features})
+        entry = ModelOutputs(entry.logits, {**old.features, **entry.features})
     _entries[key] = entry
     _entries.move_to_end(key)
     while len(_entries) > MAX_ENTRIES:
@@ -185,7 +184,7 @@ def _from_parent(key, dataset, stages):
         if not torch.equal(ancestor.images[rows], dataset.images):
             return None
         _stats["hits"] += 1
-        return TeacherOutputs(entry.logits[rows].clone(), {s: entry.features[s][rows].clone() for s in stages})
+        return ModelOutputs(entry.logits[rows].clone(), {s: entry.features[s][rows].clone() for s in stages})
     return None
 
 
@@ -206,15 +205,17 @@ def _from_disk(key, teacher, dataset):
         payload = torch.load(path, map_location="cpu", weights_only=True)
         logits = payload["logits"]
         valid = (payload.get("format") == FILE_FORMAT and tuple(payload.get("key", ())) == key
-                 and isinstance(logits, torch.Tensor) and logits.ndim == 2 and len(logits) == len(dataset)
-                 and payload.get("sha256") == _tensor_sha256(logits)
+                 and isinstance(logits, torch.Tensor) and logits.ndim == 2 and len(logits) == len(dataset))
+        if valid:  # before the digest copies it: a few bytes can declare gigabytes (raises if so)
+            refuse_oversized(path, "the stored logits", logits, os.stat(path).st_size)
+        valid = (valid and payload.get("sha256") == _tensor_sha256(logits)
                  and _spot_check(teacher, dataset, logits))
     except Exception:  # absent, truncated, foreign or tampered: recompute
         valid = False
     if not valid:
         return None
     _stats["disk_hits"] += 1
-    return TeacherOutputs(logits.float())
+    return ModelOutputs(logits.float())
 
 
 def _spot_check(teacher, dataset, logits: torch.Tensor) -> bool:
@@ -225,7 +226,7 @@ def _spot_check(teacher, dataset, logits: torch.Tensor) -> bool:
         return True
     index = torch.tensor(sorted({0, len(logits) - 1}))
     device = next((p.device for p in teacher.parameters()), torch.device("cpu"))
-    now = predict_logits(teacher, dataset.images[index], device=device)
+    now = predict(teacher, dataset.images[index], device=device).logits
     return now.shape == logits[index].shape and torch.allclose(now, logits[index].float(), rtol=1e-2, atol=1e-2)
 
 
@@ -233,11 +234,11 @@ def _to_disk(key, logits: torch.Tensor) -> None:
     payload = {"format": FILE_FORMAT, "key": list(key), "logits": logits, "sha256": _tensor_sha256(logits)}
     path = _disk_path(key)
     try:
+        prepare_directory(_disk_dir(), "teacher outputs", target=path)  # says what is wrong with the folder
         refuse_non_regular(path, "teacher outputs")
-        _disk_dir().mkdir(parents=True, exist_ok=True)
         write_atomic(path, lambda handle: torch.save(payload, handle))
     except (OSError, CheckpointError) as error:  # a read-only or full cache costs the next process a teacher pass
-        print(f"note: teacher outputs not saved to {_disk_dir()}: {error}")
+        print(f"note: teacher outputs not saved (the next process runs the teacher again): {error}")
 
 
 def _tensor_sha256(tensor: torch.Tensor) -> str:

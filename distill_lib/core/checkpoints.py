@@ -283,13 +283,36 @@ def _check_parts(path, payload) -> None:
         if not isinstance(payload[part], dict):
             raise CheckpointError(f"{path} is a damaged distill_lib checkpoint: '{part}' is "
                                   f"{_kind(payload[part])}, not a dict")
+    file_bytes = _file_size(path)
     for name, tensor in payload["state_dict"].items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
             raise CheckpointError(f"{path} is a damaged distill_lib checkpoint: state_dict entry {name!r} is "
                                   f"{_kind(tensor)}, not a tensor")
+        refuse_oversized(path, f"state_dict entry {name!r}", tensor, file_bytes)
     if not isinstance(payload["metadata"].get("weights_sha256"), str):
         raise CheckpointError(f"{path} is a damaged distill_lib checkpoint: metadata has no 'weights_sha256'")
     _check_plain(path, payload["metadata"])
+
+
+def _file_size(path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def refuse_oversized(path, what: str, tensor: torch.Tensor, file_bytes: int | None) -> None:
+    """Before anything copies ``tensor`` (a digest makes it contiguous): its declared size must be
+    backed by bytes of the file. A few bytes with zero strides can declare a tensor of gigabytes,
+    and copying it would allocate them all: such a file is refused as damaged (``CheckpointError``)."""
+    declared = tensor.numel() * tensor.element_size()
+    stored = tensor.untyped_storage().nbytes()
+    if declared > stored or (file_bytes is not None and declared > file_bytes):
+        whole = "" if file_bytes is None else f"; the whole file has {file_bytes:,} bytes"
+        raise CheckpointError(
+            f"{path} is a damaged or forged file: {what} declares shape {tuple(tensor.shape)} "
+            f"({declared:,} bytes) but only {stored:,} bytes of it are stored{whole}; refused before "
+            f"allocating it")
 
 
 def _check_weights(path, payload) -> str:

@@ -46,17 +46,38 @@ def non_negative_number(name: str, value) -> float:
     return value
 
 
+INTEGER_LABEL_DTYPES = ("torch.int64", "torch.int32", "torch.int16", "torch.int8", "torch.uint8")
+
+# torch stores counts and seeds as 64-bit integers: a larger Python int passes every comparison
+# and then fails deep inside torch ("Overflow when unpacking long long").
+MAX_INT = 2 ** 63 - 1
+
+
 def positive_int(name: str, value) -> int:
-    """An integer >= 1 (epochs, batch sizes, widths)."""
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {_describe(value)}")
-    return value
+    """An integer from 1 to 2**63 - 1 (epochs, batch sizes, widths), returned as a Python int."""
+    return _bounded_int(name, value, 1)
 
 
 def non_negative_int(name: str, value) -> int:
-    """An integer >= 0 (seeds, indices)."""
-    if not _is_int(value) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {_describe(value)}")
+    """An integer from 0 to 2**63 - 1 (seeds, indices), returned as a Python int."""
+    return _bounded_int(name, value, 0)
+
+
+def _bounded_int(name: str, value, low: int) -> int:
+    # numpy integers are accepted and returned as Python ints: torch's schedulers and generators
+    # refuse numpy scalars, so callers use the returned value.
+    if not _is_int(value) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {_describe(value)}")
+    if value > MAX_INT:
+        raise ValueError(f"{name} must be an integer >= {low}, got {_describe(value)}, which is more than "
+                         f"torch can hold: at most 2**63 - 1 ({MAX_INT})")
+    return int(value)
+
+
+def boolean(name: str, value) -> bool:
+    """True or False exactly: a string such as "no" is true in Python, so it is refused."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
     return value
 
 
@@ -95,27 +116,49 @@ def strict_choice(name: str, value, allowed: Iterable):
 
 
 def model(name: str, value) -> None:
-    """An ``nn.Module`` with parameters in a floating dtype."""
+    """An ``nn.Module`` whose parameters are float32 tensors holding data (not on the meta device).
+
+    The workbench's images are float32 and training is float32 (bf16 autocast on CUDA does the
+    mixed precision), so a float64 or bf16 model would fail in its first layer: refused here,
+    with the conversion that fixes it.
+    """
     import torch
     if not isinstance(value, torch.nn.Module):
         raise ValueError(f"{name} must be a torch.nn.Module; got {type(value).__name__}")
     params = list(value.parameters())
     if not params:
         raise ValueError(f"{name} has no parameters")
-    dtypes = {p.dtype for p in params}
-    if any(not d.is_floating_point for d in dtypes) or len(dtypes) > 1:
-        raise ValueError(f"{name} must have floating-point parameters of one dtype; got {sorted(map(str, dtypes))}")
+    dtypes = sorted({str(p.dtype) for p in params})
+    if dtypes != ["torch.float32"]:
+        raise ValueError(f"{name} must have float32 parameters (the images and the training are float32; "
+                         f"on CUDA bf16 autocast is applied for you); got {', '.join(dtypes)}. "
+                         f"Convert it with {name}.float()")
+    devices = sorted({p.device.type for p in params})
+    if "meta" in devices:
+        raise ValueError(f"{name} has parameters on the 'meta' device, which hold no values; build it on "
+                         f"a real device (e.g. 'cpu') or load its weights first")
+
+
+def model_output(name: str, output):
+    """What a model returned for a batch: it must be one tensor of logits (batch x classes)."""
+    import torch
+    if not isinstance(output, torch.Tensor):
+        raise ValueError(f"{name} must return one tensor of logits (batch x classes); it returned a "
+                         f"{type(output).__name__}. A model whose forward returns a tuple or dict (logits "
+                         f"and extras) needs a wrapper whose forward returns the logits alone")
+    return output
 
 
 def class_labels(name: str, labels, num_classes: int, *, length: int | None = None,
                  allow_unlabelled: bool = True) -> None:
     """A 1-D integer tensor of class indices in [0, num_classes - 1]; -1 (and only -1) marks an
-    unlabelled sample where ``allow_unlabelled``."""
+    unlabelled sample where ``allow_unlabelled``. Any integer dtype passes: the functions that
+    take labels use them as int64 (``labels.long()``), the one dtype torch's losses accept."""
     import torch
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1:
         shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"{name} must be a 1-D tensor of class indices; got {shape}")
-    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+    if str(labels.dtype) not in INTEGER_LABEL_DTYPES:
         raise ValueError(f"{name} must hold integer class indices (torch.int64); got dtype {labels.dtype}")
     if length is not None and len(labels) != length:
         raise ValueError(f"{name} has {len(labels)} entries; expected one per sample ({length})")
@@ -151,6 +194,10 @@ def dataset(name: str, value, *, allow_unlabelled: bool = True) -> None:
                          + (" (0-255 pixels? divide by 255)" if high > 1 else ""))
     classes = getattr(value, "classes", None)
     class_labels(f"{name}.labels", labels, len(classes) if classes else 1 << 30, allow_unlabelled=allow_unlabelled)
+    if labels.dtype != torch.int64:  # a Dataset converts them when built; these were set afterwards
+        raise ValueError(f"{name}.labels must be int64 class indices; got dtype {labels.dtype}. A Dataset "
+                         f"converts integer labels when it is built: Dataset(..., labels=...), or set "
+                         f"{name}.labels = {name}.labels.long()")
 
 
 def augmentation(name: str, value) -> None:

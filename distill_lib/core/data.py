@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ class Dataset:
             raise ValueError(f"images must be N x C x H x W, got shape {tuple(self.images.shape)}")
         if len(self.images) != len(self.labels):
             raise ValueError(f"images ({len(self.images)}) and labels ({len(self.labels)}) differ in length")
+        if isinstance(self.labels, torch.Tensor) and str(self.labels.dtype) in checks.INTEGER_LABEL_DTYPES:
+            self.labels = self.labels.long()  # int8/int16/int32 labels: torch's losses take int64 only
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -70,7 +73,8 @@ class Dataset:
         """``per_class`` random images of every class (seeded; file order kept); None: all of them."""
         if per_class is None:
             return self
-        checks.positive_int("per_class", per_class)
+        per_class = checks.positive_int("per_class", per_class)
+        seed = checks.non_negative_int("seed", seed)  # a Python int: torch's Generator refuses numpy's
         picked = stratified_indices(self.labels, per_class, torch.Generator().manual_seed(seed))
         return self.subset(picked, name=f"{self.name} ({per_class} per class)")
 
@@ -86,6 +90,9 @@ def load_dataset(name: str = "fashion-mnist", *, split: str = "train", root=None
     """Load a dataset by name: fashion-mnist (default), fashion-mnist-mini, mnist or cifar10."""
     checks.one_of("name", name, DATASET_NAMES)
     checks.one_of("split", split, SPLITS)
+    checks.boolean("download", download)
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ValueError(f"root must be None or a folder path (str or pathlib.Path); got {type(root).__name__} {root!r}")
     if name == "fashion-mnist-mini":
         return load_mini(split=split, root=root)
     if name == "cifar10":

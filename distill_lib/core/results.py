@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib
 import json
 import math
 import os
 import platform
 import secrets
 from pathlib import Path
+
+from . import __version__
 
 METRICS_FILE = "metrics.json"
 
@@ -57,6 +60,17 @@ def write_atomic(path, write, *, mode: int | None = None) -> Path:
     new one, never half of one); it is removed if anything fails. ``mode`` None gives the file the
     permissions ``open()`` would: 0o666 less the umask, applied by the kernel."""
     path = Path(path)
+    temp = _write_temp(path, write, mode)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_temp(path: Path, write, mode: int | None) -> Path:
+    """A temp file beside ``path`` holding what ``write`` writes, flushed to disk."""
     temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -66,11 +80,10 @@ def write_atomic(path, write, *, mode: int | None = None) -> Path:
             os.fsync(handle.fileno())
         if mode is not None:
             os.chmod(temp, mode)
-        os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return path
+    return temp
 
 
 def write_text_atomic(path, text: str) -> None:
@@ -78,11 +91,47 @@ def write_text_atomic(path, text: str) -> None:
     write_atomic(path, lambda handle: handle.write(text.encode("utf-8")), mode=0o644)
 
 
+def replace_files(texts: dict) -> None:
+    """Replace every file in ``texts`` (path -> new text) or none of them, each at mode 0o644.
+
+    Each new text goes to a temp file beside its target first (flushed to disk); only when all are
+    written are they renamed over their targets, and should a rename fail, the files already
+    replaced get their old bytes back. ``OSError`` (saying that no file changed) on failure.
+    """
+    staged = []  # (path, its old bytes or None, the temp file with its new text)
+    try:
+        for path, text in texts.items():
+            path = Path(os.path.realpath(path))  # a README that is a link: its target is the file
+            old = path.read_bytes() if path.exists() else None
+            data = text.encode("utf-8")
+            staged.append((path, old, _write_temp(path, lambda handle, data=data: handle.write(data), 0o644)))
+        for number, (path, _, temp) in enumerate(staged):
+            try:
+                os.replace(temp, path)
+            except BaseException:  # Ctrl-C included: all or nothing
+                _restore(staged[:number])
+                raise
+    except OSError as error:
+        raise OSError(error.errno, f"{error.strerror or error} ({error.filename}); no file was changed") from None
+    finally:
+        for _, _, temp in staged:
+            temp.unlink(missing_ok=True)  # a temp file not renamed (after a failure)
+
+
+def _restore(replaced: list) -> None:
+    """Put back the old bytes of files that ``replace_files`` had already replaced."""
+    for path, old, _ in replaced:
+        if old is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomic(path, lambda handle, old=old: handle.write(old), mode=0o644)
+
+
 def write_metrics(run_dir, *, params: dict, metrics: dict, timings: dict | None = None) -> Path:
     """Write ``<run_dir>/metrics.json`` atomically and return its path.
 
-    Keys: ``params``, ``metrics``, ``timings``, ``versions`` (python, torch, torchvision,
-    distill_lib when importable), ``device`` (CUDA device name or "cpu" with the CPU count) and
+    Keys: ``params``, ``metrics``, ``timings``, ``versions`` (python, torch and torchvision
+    when importable, distill_lib), ``device`` (CUDA device name or "cpu" with the CPU count) and
     ``created`` (UTC, ISO 8601). numpy/torch scalars and tuples are converted; NaN and infinite
     values are written as ``null``.
     """
@@ -110,6 +159,13 @@ def read_metrics_checksummed(run_dir) -> tuple[object, str]:
     return json.loads(data.decode("utf-8")), hashlib.sha256(data).hexdigest()
 
 
+def headline_of(record) -> dict | None:
+    """The ``metrics.headline`` entry of a metrics.json record (see ``stats.headline``), or None."""
+    metrics = record.get("metrics") if isinstance(record, dict) else None
+    headline = metrics.get("headline") if isinstance(metrics, dict) else None
+    return headline if isinstance(headline, dict) else None
+
+
 def flatten_numbers(tree: dict, prefix: str = "") -> dict:
     """Numeric leaves of a nested dict as ``{"dotted.key": number}`` (bools and text skipped)."""
     flat = {}
@@ -123,15 +179,15 @@ def flatten_numbers(tree: dict, prefix: str = "") -> dict:
 
 
 def _versions() -> dict:
-    # Imported lazily and guarded: metrics must be written even where torch is missing or broken.
     versions = {"python": platform.python_version()}
-    for module_name in ("torch", "torchvision", "distill_lib"):
+    # Imported lazily and guarded: metrics must be written even where torch is missing or broken.
+    for module_name in ("torch", "torchvision"):
         try:
-            module = __import__(module_name)
+            module = importlib.import_module(module_name)
             versions[module_name] = getattr(module, "__version__", "unknown")
         except Exception:
             continue
-    return versions
+    return {**versions, "distill_lib": __version__}  # the version lives in core, beside this module
 
 
 def _device() -> str:

@@ -39,7 +39,7 @@ from torch.ao import quantization as tq
 from torch.nn.utils import prune
 
 from ..core import checks
-from ..core.evaluate import metrics_from_logits, predict_logits
+from ..core.evaluate import metrics_from_logits, predict
 from ..core.models import StagedNet, count_macs, count_params, normalise_inputs
 
 # Messages PyTorch 2.14 prints on every use of its (still working) eager-mode quantization.
@@ -279,7 +279,7 @@ def profile_variant(name: str, model: nn.Module, test_set, *, float_model: nn.Mo
     size = save_state_dict(model, path)
     if accuracy is None:
         with quiet_quantization_warnings():
-            accuracy = metrics_from_logits(predict_logits(model, test_set.images), test_set.labels)["accuracy"]
+            accuracy = metrics_from_logits(predict(model, test_set.images).logits, test_set.labels)["accuracy"]
     return {"model": name, "accuracy": accuracy, "params": count_params(float_model),
             "macs": count_macs(float_model, test_set.input_shape), "weight_sparsity": weight_sparsity(float_model),
             "size_bytes": size, "gzip_bytes": gzip_bytes(path)}
@@ -296,3 +296,14 @@ def pareto_front(latencies, accuracies) -> list:
         li, ai = points[i]
         return any(lj <= li and aj >= ai and (lj, aj) != (li, ai) for lj, aj in points)
     return [i for i in range(len(points)) if not dominated(i)]
+
+
+def pareto_leads(latencies, accuracies) -> dict:
+    """For each point on the Pareto front: how much more accurate it is than the most accurate
+    strictly faster point (``None`` for the fastest). A lead smaller than the verdict margin puts
+    a point on the front by run-to-run noise alone (one seed's accuracy), not by a real edge."""
+    leads = {}
+    for i in pareto_front(latencies, accuracies):
+        faster = [a for latency, a in zip(latencies, accuracies) if latency < latencies[i]]
+        leads[i] = accuracies[i] - max(faster) if faster else None
+    return leads

@@ -16,7 +16,7 @@ import torch
 
 from ..core import checks
 from ..core.data import Dataset
-from ..core.evaluate import per_class_accuracy, predict_logits
+from ..core.evaluate import per_class_accuracy, predict
 from ..core.models import build_model
 from ..loop import distill, fit
 
@@ -73,7 +73,7 @@ def run(teacher, train_set: Dataset, test_set: Dataset, class_index: int, *, stu
         fit(scratch, transfer, desc="scratch without the class", **common)
         record = {"seed": seed}
         for name, model in (("kd", kd), ("scratch", scratch)):
-            logits = predict_logits(model, test_set.images, device=device)
+            logits = predict(model, test_set.images, device=device).logits
             bias = bias_for_share(logits, class_index, share)
             shifted = logits.clone()
             shifted[:, class_index] += bias

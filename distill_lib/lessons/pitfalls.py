@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from ..core import checks
-from ..core.cache import teacher_logits as cached_logits
+from ..core.cache import teacher_outputs
 from ..core.data import Dataset, stratified_indices
-from ..core.evaluate import predict_logits
+from ..core.evaluate import predict
 from ..core.models import build_model
 from ..loop import TrainingDiverged, train
 from ..methods import Method, StepOutputs, soft_targets
@@ -73,11 +73,12 @@ class WrongRows(LossFunction):
 
 
 def train_arms(arms: dict, teacher, train_set, test_set, *, student: str, seeds, temperature: float, alpha: float,
-               progress=None, **training) -> list:
+               progress=None, models: dict | None = None, **training) -> list:
     """One record per arm and seed: final test accuracy, or where the run was stopped.
 
     ``arms`` maps a name to a loss function (as in :class:`LossFunction`) or to ``("wrong-rows",
-    fn)`` for the pairing bug. Every arm of a seed starts from the same weights.
+    fn)`` for the pairing bug. Every arm of a seed starts from the same weights. Give ``models``
+    (a dict) to keep the trained students: ``models[(arm, seed)]`` (for measurements after training).
     """
     records = []
     for seed in seeds:
@@ -90,6 +91,8 @@ def train_arms(arms: dict, teacher, train_set, test_set, *, student: str, seeds,
                 history = train(model, train_set, method, teacher=teacher, seed=seed, eval_set=test_set,
                                 progress="off", desc=f"{name} (seed {seed})", **training)
                 record.update(accuracy=history.final["accuracy"], stopped=None)
+                if models is not None:
+                    models[(name, seed)] = model.eval()
             except TrainingDiverged as stop:
                 record.update(accuracy=None, stopped=str(stop), epochs_done=len(stop.history.train_loss))
             records.append(record)
@@ -133,14 +136,14 @@ def teacher_in_train_mode(teacher, dataset, test_set, *, batch_size: int = 256) 
     device = _device_of(teacher)
     drifted = copy.deepcopy(teacher).train()
     # the eval-mode answers come from the teacher-output cache: the students' training filled it
-    before = cached_logits(teacher, test_set, device=device)
-    eval_mode = cached_logits(teacher, dataset, device=device)
+    before = teacher_outputs(teacher, test_set, device=device).logits
+    eval_mode = teacher_outputs(teacher, dataset, device=device).logits
     disagree = 0
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
             train_mode = drifted(dataset.images[start:start + batch_size].to(device)).cpu()
             disagree += int((train_mode.argmax(1) != eval_mode[start:start + batch_size].argmax(1)).sum())
-    after = predict_logits(drifted, test_set.images, device=device)
+    after = predict(drifted, test_set.images, device=device).logits
     return {"accuracy_before": _accuracy(before, test_set.labels), "accuracy_after": _accuracy(after, test_set.labels),
             "train_mode_disagreement": disagree / len(dataset)}
 
@@ -150,7 +153,7 @@ def augmentation_mismatch(teacher, dataset, augment, *, seed: int = 0, batch_siz
     augmented views the student is actually shown: argmax disagreement and mean KL at T = 1."""
     generator = torch.Generator().manual_seed(seed)
     device = _device_of(teacher)
-    cached = cached_logits(teacher, dataset, device=device)
+    cached = teacher_outputs(teacher, dataset, device=device).logits
     disagree, kl, seen = 0, 0.0, 0
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ..core import checks
-from ..methods.kd import SOFT_TERMS, soft_targets
+from ..methods import logit_method
+from ..methods.kd import kl_soft_term, soft_targets
 
 
 def entropy_bits(probs: torch.Tensor) -> torch.Tensor:
@@ -79,20 +80,21 @@ def most_similar_classes(similarity: torch.Tensor, classes, label: int, k: int =
 # ------------------------------------------------------------------ gradients of the soft term
 def soft_term_gradient(student_logits, teacher_logits, temperature: float, *, kind: str = "kl",
                        t2_factor: bool = True) -> torch.Tensor:
-    """Per-sample gradient of a soft term (see ``losses.SOFT_TERMS``) w.r.t. the student's logits.
+    """Per-sample gradient of a soft term (a logit method's ``soft_term``, by its registry name)
+    w.r.t. the student's logits.
 
     The losses average over the batch, so the batch gradient times the batch size is the
     gradient of each sample's own loss. ``t2_factor=False`` removes the T^2 factor of "kl" and
     "mse-soft" (the form without Hinton's correction); "mse-logits" has no such factor.
     """
-    checks.one_of("kind", kind, list(SOFT_TERMS))
-    checks.positive_number("temperature", temperature)
+    method = logit_method(kind, temperature=temperature, alpha=1.0)
     _check_logits("student_logits", student_logits)
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
                          f"{tuple(teacher_logits.shape)} must have the same shape")
+    method.check_inputs(student_logits, teacher_logits, None)  # "dkd" is refused: it needs labels
     student = student_logits.detach().double().requires_grad_(True)
-    loss = SOFT_TERMS[kind](student, teacher_logits.detach().double(), temperature)
+    loss = method.soft_term(student, teacher_logits.detach().double(), None)
     if not t2_factor and kind != "mse-logits":
         loss = loss / temperature ** 2
     (gradient,) = torch.autograd.grad(loss, student)
@@ -149,6 +151,38 @@ def loss_split(student_logits, teacher_logits, labels, *, temperature: float, al
     checks.positive_number("temperature", temperature)
     checks.fraction("alpha", alpha)
     ce = float(F.cross_entropy(student_logits.float(), labels))
-    kl = float(SOFT_TERMS["kl"](student_logits.float(), teacher_logits.float(), temperature)) / temperature ** 2
+    kl = float(kl_soft_term(student_logits.float(), teacher_logits.float(), temperature)) / temperature ** 2
     hard, soft = (1 - alpha) * ce, alpha * temperature ** 2 * kl
     return {"ce": ce, "kl": kl, "hard": hard, "soft": soft, "total": hard + soft}
+
+
+def dark_knowledge_profile(logits: torch.Tensor, labels: torch.Tensor, temperatures, *, nearest: int = 2) -> dict:
+    """Where the teacher's wrong-class probability sits, at each T.
+
+    - ``wrong_mass``: the mean probability on the wrong classes (the "dark" part of a soft target);
+    - ``nearest_share``: the share of that mass on each true class's ``nearest`` most similar wrong
+      classes (ranked by :func:`class_similarity` at T = 1): the similarity structure, to hold
+      against ``uniform_share`` = ``nearest / (N - 1)``, the share of a floor that says nothing;
+    - ``least_confident_share``: the share of the wrong mass carried by the tenth of the images on
+      which the teacher is least confident (at T = 1).
+    """
+    _check_logits("logits", logits)
+    temperatures = _check_temperatures(temperatures)
+    checks.positive_int("nearest", nearest)
+    num_classes = logits.shape[1]
+    if nearest >= num_classes - 1:
+        raise ValueError(f"nearest must be below the number of wrong classes ({num_classes - 1}); got {nearest}")
+    similarity = class_similarity(logits, labels, 1.0)
+    similarity.fill_diagonal_(-1.0)  # the right class is no neighbour of itself
+    near = similarity.topk(nearest, dim=1).indices[labels]  # per image: its class's nearest wrong classes
+    confidence = soft_targets(logits.float(), 1.0).max(dim=1).values
+    least_confident = confidence.argsort()[: max(1, len(confidence) // 10)]
+    out = {"temperatures": temperatures, "wrong_mass": [], "nearest_share": [], "least_confident_share": [],
+           "uniform_share": nearest / (num_classes - 1)}
+    for t in temperatures:
+        probs = soft_targets(logits.float(), t)
+        wrong = 1 - probs.gather(1, labels[:, None]).squeeze(1)
+        out["wrong_mass"].append(float(wrong.mean()))
+        out["nearest_share"].append(float(probs.gather(1, near).sum() / wrong.sum()))
+        out["least_confident_share"].append(float(wrong[least_confident].sum() / wrong.sum()))
+    return out

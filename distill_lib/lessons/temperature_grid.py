@@ -19,7 +19,7 @@ from ..methods import LOGIT_LOSSES
 from ..loop import distill, fit
 
 KEY_FIELDS = ("student", "method", "loss", "temperature", "alpha")  # one setting, all seeds
-METRICS = ("accuracy", "nll", "ece", "agreement")
+METRICS = ("accuracy", "nll", "ece", "confidence", "agreement")
 
 
 def axes(cfg) -> dict:
@@ -36,8 +36,13 @@ def axes(cfg) -> dict:
     for name, setting in (("headline", headline), ("loss variants' KL reference", variants)):
         if setting["temperature"] not in temperatures or setting["alpha"] not in alphas:
             raise ValueError(f"the {name} setting {setting} must be on the grid (temperatures {temperatures}, alphas {alphas})")
-    return {"students": students, "temperatures": temperatures, "alphas": alphas,
-            "seeds": list(range(cfg.seed, cfg.seed + cfg.n_seeds)), "headline": headline, "variants": variants}
+    seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
+    # the headline's student runs more seeds where the profile asks (its verdict must hold for any
+    # run of seeds); the other student the profile's n_seeds
+    headline_seeds = list(range(cfg.seed, cfg.seed + max(cfg.n_seeds, cfg.headline_n_seeds)))
+    return {"students": students, "temperatures": temperatures, "alphas": alphas, "seeds": seeds,
+            "seeds_of": {s: headline_seeds if s == headline["student"] else seeds for s in students},
+            "headline": headline, "variants": variants}
 
 
 def grid_settings(students, temperatures, alphas, seeds, losses=("kl",), loss_options=None) -> list:

@@ -26,7 +26,7 @@ from ..profiles import TRANSFER_SOURCES
 from ..core.data import Dataset, load_dataset, stratified_indices
 
 SOURCES = TRANSFER_SOURCES  # the names live with the profiles, so the runner can check them first
-UNLABELLED = -1  # the label losses.kd_loss reads as "no label: soft term only"
+UNLABELLED = -1  # the label every logit method reads as "no label: soft term only"
 
 
 @dataclass

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from ..core import checks
-from ..core.cache import teacher_logits as cached_teacher_logits
+from ..core.cache import teacher_outputs
 from ..core.device import resolve_device
-from ..core.evaluate import evaluate, metrics_from_logits, predict_logits
+from ..core.evaluate import evaluate, metrics_from_logits, predict
 from ..core.progress import Progress
 from ..loop import distill, fit
 from .transfer import BudgetSplit, TransferTask, split_budget
@@ -199,7 +199,7 @@ def _evaluated_teacher(source_teacher, task, split, schedule, *, seed, device):
     """The budget's teacher, its logits on the target test set, and the record of its metrics."""
     started = time.perf_counter()
     teacher = fine_tune_teacher(source_teacher, task, split, schedule, seed=seed, device=device)
-    logits = predict_logits(teacher, task.target_test.images, device=device)
+    logits = predict(teacher, task.target_test.images, device=device).logits
     metrics = metrics_from_logits(logits, task.target_test.labels)
     return teacher, logits, _record(TEACHER, split, seed, metrics, time.perf_counter() - started,
                                     len(split.labelled_rows))
@@ -274,8 +274,8 @@ def run_with_teacher(task: TransferTask, teacher, budgets, seeds, *, build_stude
     device = resolve_device(device)
     # one teacher pass over all training images: every labelled subset and transfer set below is
     # cut from them, so the cache serves each from these rows instead of running the teacher again
-    cached_teacher_logits(teacher, task.target_train, device=device)
-    teacher_logits = cached_teacher_logits(teacher, task.target_test, device=device)
+    teacher_outputs(teacher, task.target_train, device=device)
+    teacher_logits = teacher_outputs(teacher, task.target_test, device=device).logits
     teacher_record = metrics_from_logits(teacher_logits, task.target_test.labels)
     records = []
     with Progress(len(seeds) * len(budgets) * len(TRANSFER_SET_ARMS), "transfer set runs", progress) as bar:

@@ -193,7 +193,7 @@ class Adversarial(Method):
         self.d_lr = checks.positive_number("d_lr", d_lr)
         self.real_target = checks.fraction("real_target", real_target)
         self.watch = SaturationWatch(saturation, patience)
-        self.active_weight, self.disc_optimizer, self._p_student = 0.0, None, None
+        self.active_weight, self.disc_optimizer = 0.0, None
 
     def part_names(self) -> tuple:
         return ("adversarial",)
@@ -215,12 +215,13 @@ class Adversarial(Method):
 
     def before_student_step(self, out: StepOutputs) -> dict:
         """D's step on its own loss; the student's probabilities go in DETACHED, so nothing of
-        this loss reaches the student. One forward pass on both halves (one spectral-norm update)."""
+        this loss reaches the student. One forward pass on both halves (one spectral-norm update).
+        Nothing is kept for ``forward``: it softens the student's logits again (a softmax over a
+        batch x classes, next to nothing), so the two hooks share no state."""
         p_teacher = soft_targets(out.teacher_logits, self.temperature)
-        # kept (with its graph) for forward(): the student's softened outputs are computed once a step
-        self._p_student = soft_targets(out.student_logits, self.temperature)
+        p_student = soft_targets(out.student_logits.detach(), self.temperature)
         labels = out.labels
-        both = self.discriminator(torch.cat([p_teacher, self._p_student.detach()]), torch.cat([labels, labels]))
+        both = self.discriminator(torch.cat([p_teacher, p_student]), torch.cat([labels, labels]))
         real, fake = both.split(len(labels))
         d_loss = discriminator_loss(real, fake, real_target=self.real_target)
         if not torch.isfinite(d_loss):
@@ -233,9 +234,9 @@ class Adversarial(Method):
                 "disc_acc_student": (fake < 0).float().mean(), "generator_loss": generator_loss(fake)}
 
     def forward(self, out: StepOutputs) -> dict:
-        p_student, self._p_student = self._p_student, None
         if self.active_weight == 0:
             return {}
+        p_student = soft_targets(out.student_logits, self.temperature)  # with its graph: the student learns here
         with frozen(self.discriminator):  # D passes gradients on to the student but keeps none
             return {"adversarial": self.active_weight * generator_loss(self.discriminator(p_student, out.labels))}
 

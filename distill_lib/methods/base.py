@@ -10,7 +10,26 @@ the loop sums them, calls ``backward()`` once and steps the student's optimizer.
   optimizer and updated in ``before_student_step``, the one hook for an extra update.
 
 Everything else (progress, timing, evaluation, the divergence stop, History) is the loop's.
-Adding a method = one file with a subclass + one line in the registry (``methods/__init__.py``).
+Adding a method = one file with a subclass + one line in the registry (``methods/registry.py``).
+
+The order in which a method is called, by ``combine`` and then by ``distill_lib.loop.train``
+(every hook but ``forward`` is optional):
+
+0. ``part_names()`` when methods are combined, so that a clash of names is refused early;
+1. once, before any work: ``student_stages()`` and ``teacher_stages()`` (the teacher's are
+   computed with its cached logits), then ``prepare(...)`` with the stages' shapes (build a
+   regressor, a discriminator's optimizer), then ``.to(device)``, ``settings()`` (recorded in
+   ``History.config``) and ``student_parameters()`` (handed to the student's optimizer);
+2. each epoch, ``start_epoch(epoch)``; then for each batch, after the student's forward pass:
+   ``before_student_step(out)`` (the method's own update), then ``forward(out)`` (the loss
+   parts), then the loop's ``backward()`` and the student's optimizer step;
+3. after each epoch's batches: ``epoch_stats()``, then, with an eval set and a teacher,
+   ``eval_metrics(...)`` on the eval set, then ``end_epoch(epoch, history)``, which may stop training.
+
+``before_student_step`` and ``forward`` receive the same :class:`StepOutputs`; they should not
+hand each other values through attributes: what both need is recomputed from ``out`` (state that
+lives across steps, a warm-up weight or a saturation streak, is set in ``start_epoch`` or
+``end_epoch``).
 """
 from __future__ import annotations
 

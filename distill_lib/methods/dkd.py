@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..core import checks
+from ..core import checks, tempered
 from .kd import LogitDistillation, check_logit_inputs, precise
 
 
@@ -29,15 +29,27 @@ def dkd_loss(student_logits, teacher_logits, labels, *, temperature: float, tckd
     checks.positive_number("temperature", temperature)
     checks.non_negative_number("tckd_weight", tckd_weight)
     checks.non_negative_number("nckd_weight", nckd_weight)
-    check_logit_inputs(student_logits, teacher_logits, labels, alpha=0.0)
-    if bool((labels < 0).any()):
-        raise ValueError("dkd_loss needs a label for every sample (it splits target from non-target "
-                         "classes); got unlabelled samples (-1). Use loss='kl' for unlabelled images")
+    if labels is None:  # (check_logit_inputs would speak of an alpha this loss does not have)
+        raise ValueError("dkd_loss needs labels, a 1-D tensor of class indices (one per sample): it splits "
+                         "the target class from the others; got labels=None. Use kd_loss(..., alpha=1) "
+                         "for a soft term without labels")
+    labels = check_logit_inputs(student_logits, teacher_logits, labels, alpha=0.0)
+    _refuse_unlabelled(labels)
     return _dkd(precise(student_logits), precise(teacher_logits), labels, temperature, tckd_weight, nckd_weight)
+
+
+def _refuse_unlabelled(labels) -> None:
+    if labels is None or bool((labels < 0).any()):
+        got = "labels=None" if labels is None else "unlabelled samples (-1)"
+        raise ValueError(f"dkd needs a label for every sample (it splits target from non-target "
+                         f"classes); got {got}. Use loss='kl' for unlabelled images")
 
 
 def _dkd(student_logits, teacher_logits, labels, temperature, tckd_weight, nckd_weight):
     target = F.one_hot(labels, student_logits.shape[1]).bool()
+    if temperature > tempered.PRECISE_ABOVE_T:  # each KL is of order 1 / T^2: the plain formulas cancel
+        tckd, nckd = tempered.decoupled_terms(student_logits, teacher_logits, target, temperature)
+        return (tckd_weight * tckd + nckd_weight * nckd).to(student_logits.dtype)
     log_s, log_t = F.log_softmax(student_logits / temperature, -1), F.log_softmax(teacher_logits / temperature, -1)
     tckd = _kl(_binary_log(log_s, target), _binary_log(log_t, target))
     # non-target distribution: the target logit pushed to -inf before the softmax
@@ -78,6 +90,10 @@ class DKD(LogitDistillation):
 
     def start_epoch(self, epoch: int) -> None:
         self.ramp = min(epoch / self.warmup_epochs, 1.0) if self.warmup_epochs else 1.0
+
+    def check_inputs(self, student_logits, teacher_logits, labels):
+        _refuse_unlabelled(labels)
+        return super().check_inputs(student_logits, teacher_logits, labels)
 
     def soft_term(self, student_logits, teacher_logits, labels):
         return self.ramp * _dkd(student_logits, teacher_logits, labels, self.temperature,

@@ -3,7 +3,8 @@
     loss = (1 - alpha) * CE(student, labels) + alpha * soft_term(student, teacher, T)
 
 ``alpha`` is the weight of the soft-target (teacher) term; ``alpha = 1`` needs no labels at all.
-The soft terms (each also a registered method):
+The soft terms, each a method of the one registry (``methods/registry.py``), reached by name
+through ``get_method``, ``get_loss`` and ``distill(loss=...)`` alike:
 
 - ``"kl"`` (:class:`KD`; Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural
   Network"): ``T^2 * KL(softmax(t / T) || softmax(s / T))``, averaged over the batch
@@ -24,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..core import checks
+from ..core import checks, tempered
 from .base import Method, StepOutputs
 from .ce import labelled_cross_entropy
 
@@ -37,6 +38,8 @@ def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 def kl_soft_term(student_logits, teacher_logits, temperature):
     """``T^2 * KL(p_teacher^T || p_student^T)`` with ``batchmean`` reduction."""
+    if temperature > tempered.PRECISE_ABOVE_T:  # a KL of order 1 / T^2: the plain formula cancels
+        return tempered.kl_term(student_logits, teacher_logits, temperature)
     log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
@@ -50,41 +53,49 @@ def mse_logits_soft_term(student_logits, teacher_logits, temperature):
 
 def mse_soft_term(student_logits, teacher_logits, temperature):
     """``T^2 * sum_classes((p_s^T - p_t^T)^2)``, batch-averaged."""
+    if temperature > tempered.PRECISE_ABOVE_T:  # p_s - p_t of order 1 / T: the plain difference cancels
+        return tempered.mse_soft_term(student_logits, teacher_logits, temperature)
     diff = F.softmax(student_logits / temperature, -1) - F.softmax(teacher_logits / temperature, -1)
     return temperature ** 2 * diff.pow(2).sum(dim=-1).mean()
 
 
-SOFT_TERMS = {"kl": kl_soft_term, "mse-logits": mse_logits_soft_term, "mse-soft": mse_soft_term}
-
-
-def check_logit_inputs(student_logits, teacher_logits, labels, *, alpha: float) -> None:
-    """Shapes (batch x classes, equal), labels (integers in [-1, classes - 1]) and alpha."""
+def check_logit_inputs(student_logits, teacher_logits, labels, *, alpha: float):
+    """Shapes (batch x classes, equal, at least one row), finite floating-point logits, labels
+    (integers in [-1, classes - 1]) and alpha; returns the labels as int64 (or None)."""
     for name, logits in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
-        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] < 2:
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"{name} must be a 2-D tensor, batch x classes (>= 2 classes); got {shape}. "
-                             f"A single sample is logits[None]: a 1-D vector would be read as a batch "
-                             f"of one-class rows")
+        _check_logits(name, logits)
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
                          f"{tuple(teacher_logits.shape)} must have the same shape (batch x classes)")
     if labels is None:
         if alpha < 1:
             raise ValueError(f"labels=None is only allowed with alpha=1 (pure soft targets); got alpha={alpha}")
-        return
+        return None
     checks.class_labels("labels", labels, student_logits.shape[1], length=len(student_logits))
+    return labels.long()  # int8/int16/int32 labels: torch's cross-entropy and one_hot take int64 only
 
 
-def kd_loss(student_logits, teacher_logits, labels, *, temperature: float, alpha: float, kind: str = "kl"):
-    """``(1 - alpha) * CE(student, labels) + alpha * soft_term``; see the module docstring."""
-    checks.one_of("kind", kind, list(SOFT_TERMS))
-    checks.positive_number("temperature", temperature)
-    checks.fraction("alpha", alpha)
-    check_logit_inputs(student_logits, teacher_logits, labels, alpha=alpha)
-    student_logits, teacher_logits = precise(student_logits), precise(teacher_logits)
-    parts = logit_parts(SOFT_TERMS[kind](student_logits, teacher_logits, temperature) if alpha > 0 else None,
-                        student_logits, labels, alpha, "soft")
-    return sum(parts.values()) if alpha < 1 else parts["soft"]
+def _check_logits(name: str, logits) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] < 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"{name} must be a 2-D tensor, batch x classes (>= 2 classes); got {shape}. "
+                         f"A single sample is logits[None]: a 1-D vector would be read as a batch "
+                         f"of one-class rows")
+    if not logits.dtype.is_floating_point:
+        raise ValueError(f"{name} must be floating-point logits (float32, float64, float16 or bfloat16); "
+                         f"got dtype {logits.dtype}")
+    if len(logits) == 0:  # the batch mean of no sample is 0 / 0
+        raise ValueError(f"{name} has no rows (shape {tuple(logits.shape)}): a loss over an empty batch is undefined")
+    bad = int((~torch.isfinite(logits)).sum())
+    if bad:
+        raise ValueError(f"{name} hold {bad} non-finite values (NaN or inf) of {logits.numel()}; "
+                         f"a diverged or broken model gives them")
+
+
+def kd_loss(student_logits, teacher_logits, labels, *, temperature: float, alpha: float):
+    """Hinton's KD loss on one batch: ``(1 - alpha) * CE(student, labels) + alpha * T^2 * KL``
+    (module docstring). The other soft terms by name: ``get_loss("mse-soft")``, ``get_loss("dkd")``."""
+    return KD(temperature, alpha).loss(student_logits, teacher_logits, labels)
 
 
 def logit_parts(soft, student_logits, labels, alpha: float, soft_name: str) -> dict:
@@ -95,18 +106,6 @@ def logit_parts(soft, student_logits, labels, alpha: float, soft_name: str) -> d
     if alpha > 0:
         parts[soft_name] = alpha * soft
     return parts
-
-
-def get_loss(name: str):
-    """The distillation loss registered under ``name`` ("kl", "mse-logits", "mse-soft"), as a
-    function ``(student_logits, teacher_logits, labels, *, temperature, alpha) -> loss``."""
-    checks.one_of("loss", name, list(SOFT_TERMS))
-
-    def loss(student_logits, teacher_logits, labels, *, temperature, alpha):
-        return kd_loss(student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha, kind=name)
-
-    loss.__name__ = f"kd_loss_{name.replace('-', '_')}"
-    return loss
 
 
 def precise(logits: torch.Tensor) -> torch.Tensor:
@@ -130,6 +129,17 @@ class LogitDistillation(Method):
 
     def soft_term(self, student_logits, teacher_logits, labels) -> torch.Tensor:
         raise NotImplementedError
+
+    def check_inputs(self, student_logits, teacher_logits, labels):
+        """Refuse what this method cannot take, with a message (the loop checks datasets instead);
+        returns the labels as int64."""
+        return check_logit_inputs(student_logits, teacher_logits, labels, alpha=self.alpha)
+
+    def loss(self, student_logits, teacher_logits, labels) -> torch.Tensor:
+        """The summed loss of one batch of plain tensors, inputs checked first: what ``get_loss``
+        and ``kd_loss`` return. The loop calls ``forward`` instead, for the named parts."""
+        labels = self.check_inputs(student_logits, teacher_logits, labels)
+        return sum(self(StepOutputs(student_logits, labels, teacher_logits)).values())
 
     def part_names(self) -> tuple:
         return ("ce",) * (self.alpha < 1) + (self.soft_name,) * (self.alpha > 0)

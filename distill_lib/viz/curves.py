@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 
 from ..core.evaluate import confusion_matrix, per_class_accuracy
 from ..core.stats import mean_interval
@@ -34,14 +34,31 @@ def learning_curves(histories: dict, metric: str = "accuracy", title: str = ""):
     return fig
 
 
+def plot_overfitting(alone, distilled=None, title: str = ""):
+    """The signature of overfitting: the training loss of the student trained ``alone`` keeps
+    falling while its test loss (NLL) turns and rises; a ``distilled`` student's test loss next to it
+    (its training objective is another quantity, so only its test loss is drawn)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    epochs = range(1, len(alone.train_loss) + 1)
+    ax.plot(epochs, alone.train_loss, color="C0", ls="--", marker=".", label="alone: training loss (cross-entropy)")
+    ax.plot(epochs, alone.curve("nll"), color="C0", marker=".", label="alone: test loss (cross-entropy)")
+    if distilled is not None:
+        ax.plot(epochs, distilled.curve("nll"), color="C1", marker=".", label="distilled: test loss (cross-entropy)")
+    ax.set(xlabel="epoch", ylabel="cross-entropy, nats per image (log scale)", yscale="log", title=title)
+    _epoch_axis(ax)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_loss_parts(history, title: str = ""):
     """The named parts of one run's training objective over epochs (e.g. ``ce`` and ``kd``), with
     their sum: what the optimiser actually saw."""
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     epochs = range(1, len(history.train_loss) + 1)
     ax.plot(epochs, history.train_loss, color="k", marker=".", label="total (minimised)")
-    for name, values in history.parts.items():
-        ax.plot(epochs, values, marker=".", label=name)
+    for name, values in history.parts.items():  # the parts are stored weighted, as they are summed
+        ax.plot(epochs, values, marker=".", label=f"{name}, weighted as in the total")
     ax.set(xlabel="epoch", ylabel="training loss, epoch mean (log scale)", title=title or "loss parts", yscale="log")
     _epoch_axis(ax)
     ax.legend(fontsize=8)
@@ -78,9 +95,9 @@ def plot_per_class(accuracies: dict, classes, title: str = "per-class test accur
     fig, ax = plt.subplots(figsize=(10, 3.6))
     width = 0.8 / max(len(accuracies), 1)
     for k, (label, values) in enumerate(accuracies.items()):
-        ax.bar([i + k * width for i in range(len(classes))], [float(v) for v in values], width, label=label)
+        ax.bar([i + k * width for i in range(len(classes))], [100 * float(v) for v in values], width, label=label)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(classes))], classes, rotation=30, ha="right")
-    ax.set(ylabel="accuracy", ylim=(0, 1.02))
+    ax.set(ylabel="test accuracy per class (%)", ylim=(0, 102))
     ax.set_title(title, pad=24)
     # above the axes, so that it never covers a bar
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(accuracies), frameon=False)
@@ -122,27 +139,40 @@ def plot_seed_comparison(results: dict, seeds, *, reference: tuple | None = None
     return fig
 
 
+# one colour per verdict, in every figure that draws one (core.stats.VERDICTS)
+VERDICT_COLOURS = {"gain": "C2", "loss": "C3", "negligible": "C0", "inconclusive": "0.45"}
+VERDICT_LEGEND = "green: gain, red: loss, blue: negligible, grey: inconclusive; shaded: ±margin"
+
+
+def shade_margin(ax, margin: float, *, vertical: bool) -> None:
+    """The band of effects too small to matter (±margin, in points), behind everything else."""
+    if margin:
+        (ax.axvspan if vertical else ax.axhspan)(-100 * margin, 100 * margin, color="C0", alpha=0.12, lw=0, zorder=0)
+
+
 def plot_effects(comparisons: dict, *, title: str = "", unit: str = "points"):
-    """Each comparison's mean difference (x 100) and 95% interval, against a zero line: the picture
-    of the verdict rule (an interval clear of zero is a gain or a loss)."""
+    """Each comparison's mean difference (x 100) and 95% interval against the zero line and the
+    shaded ±margin band: the picture of the verdict rule, coloured by verdict."""
     fig, ax = plt.subplots(figsize=(7, 0.55 * len(comparisons) + 1.6))
-    colours = {"gain": "C2", "loss": "C3", "no difference": "0.4"}
     for row, (label, c) in enumerate(reversed(list(comparisons.items()))):
         low, high = c.ci95
+        colour = VERDICT_COLOURS[c.verdict]
         if low == low:  # an interval exists (two or more seeds)
-            ax.plot([100 * low, 100 * high], [row, row], color=colours[c.verdict], lw=2)
-        ax.plot(100 * c.mean, row, "o", color=colours[c.verdict])
+            ax.plot([100 * low, 100 * high], [row, row], color=colour, lw=2)
+        ax.plot(100 * c.mean, row, "o", color=colour)
         ax.plot([100 * d for d in c.differences], [row] * c.n, "|", color="k", ms=8, alpha=0.6)
         ax.annotate(f"{100 * c.mean:+.2f} ({c.verdict})", (100 * c.mean, row + 0.22), fontsize=8, ha="center")
+    margins = {c.margin for c in comparisons.values()}
+    shade_margin(ax, max(margins), vertical=True)
+    present = [v for v in VERDICT_COLOURS if any(c.verdict == v for c in comparisons.values())]
+    ax.legend(handles=[plt.Line2D([], [], color=VERDICT_COLOURS[v], marker="o", lw=2, label=v) for v in present],
+              fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(present), frameon=False)
     ax.axvline(0, color="k", lw=1)
-    extent = max(abs(100 * v) for c in comparisons.values() for v in (*c.differences, *c.ci95) if v == v)
-    if extent > 20:  # one huge effect would flatten the rest: linear within +-2 points, log beyond
-        ax.set_xscale("symlog", linthresh=2)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        unit += ", log beyond ±2"
     ax.set_yticks(range(len(comparisons)), list(reversed(list(comparisons))))
     ax.set_ylim(-0.6, len(comparisons) - 0.3)
-    ax.set(xlabel=f"difference ({unit}); line: 95% interval, ticks: seeds", title=title)
+    margin_text = ", ".join(f"±{100 * m:.2f}" for m in sorted(margins))
+    ax.set(xlabel=f"difference ({unit}); line: 95% interval, ticks: seeds; shaded: margin {margin_text}")
+    ax.set_title(title, pad=22)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -28,9 +28,11 @@ def plot_tradeoffs(rows: list, x_keys=("latency_b1_ms", "latency_b256_ms"), titl
         front = sorted(pareto_front(cost, acc), key=lambda i: cost[i])
         ax.step([cost[i] for i in front], [acc[i] for i in front], where="post", color="0.6", zorder=1)
         for i, r in enumerate(rows):
-            ax.scatter(cost[i], acc[i], s=40, zorder=2, color="C3" if i in front else "C0")
-            ax.annotate(str(i + 1), (cost[i], acc[i]), fontsize=8, xytext=_label_offset(i, cost, acc),
-                        textcoords="offset points")
+            colour = "C3" if i in front else "C0"
+            ax.scatter(cost[i], acc[i], s=40, zorder=2, color=colour)
+            # a leader line ties each number to its own point where neighbours crowd
+            ax.annotate(str(i + 1), (cost[i], acc[i]), fontsize=8, color=colour, xytext=_label_offset(i, cost, acc),
+                        textcoords="offset points", arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5})
         ax.set(xscale="log", xlabel=AXES[key] + ", log scale", ylabel="test accuracy (%)")
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
@@ -38,13 +40,14 @@ def plot_tradeoffs(rows: list, x_keys=("latency_b1_ms", "latency_b256_ms"), titl
         ax.grid(alpha=0.3, which="both")
     numbers = [Line2D([], [], marker=f"${i + 1}$", linestyle="", color="k") for i in range(len(rows))]
     axes[0][-1].legend(numbers, [r["model"] for r in rows], fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5),
-                       title="red: on the Pareto front\n(grey line) of that panel", title_fontsize=7)
+                       title="point number: variant\nred: on the Pareto front (grey line)\nof that panel; blue: another variant\n"
+                             "is at least as fast and as accurate", title_fontsize=7)
     fig.suptitle(title or "accuracy vs cost")
     fig.tight_layout()
     return fig
 
 
-OFFSETS = ((4, 3), (4, -10), (-11, 3), (-11, -10), (4, 12), (-11, 12))  # points: right/left, up/down
+OFFSETS = ((6, 5), (6, -13), (-14, 5), (-14, -13), (6, 16), (-14, 16))  # points: right/left, up/down
 
 
 def _label_offset(i: int, cost: list, acc: list) -> tuple:

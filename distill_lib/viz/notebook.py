@@ -98,10 +98,15 @@ class Timer:
         self.seconds[self._name] = round(self.seconds.get(self._name, 0.0) + time.perf_counter() - self._started, 2)
 
 
-def finish(cfg, metrics: dict, timings: dict | None = None, headline: dict | None = None) -> None:
-    """Write ``<run_dir>/metrics.json``: parameters, metrics (with the ``headline``), timings,
-    versions and device. Prints the headline when there is one."""
+def finish(cfg, metrics: dict, timings: dict | None = None, headline: dict | None = None,
+           when_kd_pays: list | None = None) -> None:
+    """Write ``<run_dir>/metrics.json``: parameters, metrics (with the ``headline`` and the
+    ``when_kd_pays`` rows of ``dl.pays.regime_row``), timings, versions and device. Prints the
+    headline when there is one."""
+    from ..core import pays
     from ..core.results import write_metrics
+    if when_kd_pays:
+        metrics = {pays.KEY: list(when_kd_pays), **metrics}
     if headline is not None:
         metrics = {"headline": headline, **metrics}
     path = write_metrics(cfg.run_dir, params=cfg.as_dict(), metrics=metrics, timings=timings)
@@ -122,7 +127,7 @@ def headline_text(headline: dict, cfg) -> str:
         return stats.headline_line(headline, where)
     except ValueError:  # one seed: no interval, nothing to quote
         return (f"Headline ({where}): {headline['claim']}: {100 * headline['effect_mean']:+.2f} points from one seed "
-                f"(no interval, so no verdict).")
+                f"(no interval: inconclusive; run at least two seeds).")
 
 
 def percent_mean_std(values) -> str:
@@ -147,6 +152,12 @@ def table(rows: list, headers: list):
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return Markdown("\n".join(lines))
+
+
+def markdown_lines(lines: list):
+    """Sentences computed from a run's numbers, shown as a Markdown bullet list."""
+    from IPython.display import Markdown, display
+    display(Markdown("\n".join(f"- {line}" for line in lines)))
 
 
 def where_datasets_are(names=("fashion-mnist-mini", "fashion-mnist", "mnist", "cifar10")) -> list:

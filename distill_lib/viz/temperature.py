@@ -10,6 +10,7 @@ from ..core import checks, stats
 from ..lessons.temperature import entropy_bits
 from ..lessons.temperature_grid import METRICS, find
 from ..methods.kd import soft_targets
+from .curves import VERDICT_COLOURS, VERDICT_LEGEND, shade_margin
 
 
 def as_picture(image: torch.Tensor):
@@ -113,6 +114,7 @@ def plot_grid(summary: list, metric: str = "accuracy", teacher_value: float | No
     """``metric`` against T, one panel per student: a line per (loss, alpha) with the 95% interval
     of the mean over seeds as error bars, the from-scratch student as a band (its 95% interval)."""
     checks.one_of("metric", metric, METRICS)
+    scale = 100 if metric in PERCENT_METRICS else 1  # accuracies in percent, as everywhere
     students = list(dict.fromkeys(e["student"] for e in summary))
     fig, axes = plt.subplots(1, len(students), figsize=(5.2 * len(students), 3.6), squeeze=False)
     for ax, student in zip(axes[0], students):
@@ -120,14 +122,14 @@ def plot_grid(summary: list, metric: str = "accuracy", teacher_value: float | No
         mean = scratch[f"{metric}_mean"]
         low, high = stats.interval_from(mean, scratch[f"{metric}_std"], scratch["n"])
         if low == low:
-            ax.axhspan(low, high, color="grey", alpha=0.25)
-        ax.axhline(mean, color="grey", label="from scratch")
+            ax.axhspan(scale * low, scale * high, color="grey", alpha=0.25)
+        ax.axhline(scale * mean, color="grey", label="from scratch")
         if teacher_value is not None:
-            ax.axhline(teacher_value, color="k", ls="--", lw=1, label="teacher")
+            ax.axhline(scale * teacher_value, color="k", ls="--", lw=1, label="teacher")
         ax.set_xscale("log")  # before the ticks: setting the scale resets them
-        _plot_kd_lines(ax, [e for e in summary if e["student"] == student and e["method"] == "kd"], metric)
+        _plot_kd_lines(ax, [e for e in summary if e["student"] == student and e["method"] == "kd"], metric, scale)
         n = scratch["n"]
-        ax.set(xlabel="temperature T", ylabel=f"test {metric}",
+        ax.set(xlabel="temperature T", ylabel=f"test {metric}" + (" (%)" if scale == 100 else ""),
                title=f"{student} ({n} seed{'s' if n > 1 else ''}; bars: 95% interval of the mean)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -135,14 +137,18 @@ def plot_grid(summary: list, metric: str = "accuracy", teacher_value: float | No
     return fig
 
 
-def _plot_kd_lines(ax, entries: list, metric: str) -> None:
+PERCENT_METRICS = ("accuracy", "agreement")
+
+
+def _plot_kd_lines(ax, entries: list, metric: str, scale: float) -> None:
     lines: dict = {}
     for entry in entries:
         lines.setdefault((entry["loss"], entry["alpha"]), []).append(entry)
     for (loss, alpha), points in lines.items():
         points.sort(key=lambda e: e["temperature"])
-        means = [e[f"{metric}_mean"] for e in points]
-        intervals = [stats.interval_from(e[f"{metric}_mean"], e[f"{metric}_std"], e["n"]) for e in points]
+        means = [scale * e[f"{metric}_mean"] for e in points]
+        intervals = [[scale * v for v in stats.interval_from(e[f"{metric}_mean"], e[f"{metric}_std"], e["n"])]
+                     for e in points]
         errors = [[m - lo if lo == lo else 0 for m, (lo, _) in zip(means, intervals)],
                   [hi - m if hi == hi else 0 for m, (_, hi) in zip(means, intervals)]]
         ax.errorbar([e["temperature"] for e in points], means, yerr=errors, marker="o", capsize=3,
@@ -161,22 +167,21 @@ def plot_grid_effects(effects: dict, title: str = ""):
     over seeds with its 95% interval, each seed as a tick, and the zero line of the verdict."""
     students = list(dict.fromkeys(student for student, *_ in effects))
     fig, axes = plt.subplots(1, len(students), figsize=(5.2 * len(students), 3.6), squeeze=False, sharey=True)
-    colours = {"gain": "C2", "loss": "C3", "no difference": "0.4"}
     for ax, student in zip(axes[0], students):
         mine = sorted(((k, c) for k, c in effects.items() if k[0] == student), key=lambda item: (item[0][1], item[0][3], item[0][2]))
         for (_, loss, temperature, alpha), c in mine:
             low, high = c.ci95
             if low == low:
-                ax.plot([temperature] * 2, [100 * low, 100 * high], color=colours[c.verdict], lw=2)
-            ax.plot(temperature, 100 * c.mean, "o", color=colours[c.verdict])
+                ax.plot([temperature] * 2, [100 * low, 100 * high], color=VERDICT_COLOURS[c.verdict], lw=2)
+            ax.plot(temperature, 100 * c.mean, "o", color=VERDICT_COLOURS[c.verdict])
             ax.plot([temperature] * c.n, [100 * d for d in c.differences], "_", color="k", ms=8, alpha=0.6)
+        shade_margin(ax, max(c.margin for _, c in mine), vertical=False)
         ax.axhline(0, color="k", lw=1)
         ax.set_xscale("log")
         _temperature_ticks(ax, sorted({k[2] for k, _ in mine}))
         ax.set(xlabel="temperature T", ylabel="KD minus from scratch (points)", title=student)
         ax.grid(alpha=0.3)
-    fig.suptitle(title or "the effect of distillation, by temperature (green: gain, red: loss, grey: no difference)",
-                 fontsize=10)
+    fig.suptitle(f"{title or 'the effect of distillation, by temperature'}\n({VERDICT_LEGEND})", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -188,9 +193,10 @@ def plot_omitted_class(records: list, classes, omitted: int, title: str = ""):
     width = 0.4
     for k, (arm, label) in enumerate((("kd", "distilled (T high, no labels)"), ("scratch", "from labels"))):
         means = [sum(r[f"{arm}_per_class"][c] for r in records) / len(records) for c in range(len(classes))]
-        ax.bar([c + (k - 0.5) * width for c in range(len(classes))], [100 * m for m in means], width, label=label,
+        ax.bar([c + (k - 0.5) * width for c in range(len(classes))], [100 * m for m in means], width, label=label, zorder=2,
                color=f"C{k}")
-    ax.axvspan(omitted - 0.5, omitted + 0.5, color="gold", alpha=0.25, label=f"never seen: {classes[omitted]}")
+    # behind the bars (zorder 0), so that the highlight does not change their colours
+    ax.axvspan(omitted - 0.5, omitted + 0.5, color="gold", alpha=0.35, zorder=0, label=f"never seen: {classes[omitted]}")
     ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
     ax.set(ylabel="test accuracy per class (%)", ylim=(0, 100))
     ax.set_title(title, fontsize=10, pad=24)

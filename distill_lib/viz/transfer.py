@@ -4,51 +4,86 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from ..core.stats import interval_from
+from ..core.stats import DEFAULT_MARGIN, interval_from
 from ..lessons.transfer_arms import ARMS, LABELS, TEACHER, UPPER_BOUND
 from ..lessons.transfer_results import budgets_of, summary
+from .curves import shade_margin
 
-METRICS = {"accuracy": "test accuracy", "gain": "accuracy gain over scratch (points)",
-           "agreement": "agreement with the teacher", "ece": "expected calibration error (ECE)",
-           "nll": "test NLL"}
+# every metric of a fraction is drawn in percent (accuracy, agreement, ECE); gains in points
+METRICS = {"accuracy": "test accuracy (%)", "gain": "accuracy gain over scratch (points)",
+           "agreement": "agreement with the teacher (%)", "ece": "expected calibration error (ECE, %)",
+           "nll": "test NLL (nats per image)"}
+SCALE = {"accuracy": 100, "gain": 1, "agreement": 100, "ece": 100, "nll": 1}  # "gain" is in points already
 STYLES = {TEACHER: dict(color="black", linestyle="--"), UPPER_BOUND: dict(color="grey", linestyle=":")}
+# the two families of arms, drawn side by side so that no panel holds more than five lines
+GROUPS = {"transfer: start from the source model": ("scratch", "finetune", "frozen", TEACHER),
+          "distillation: learn from the teacher": ("scratch", "kd_labelled", "kd_unlabelled", "finetune_kd", TEACHER)}
+DODGE = 0.025  # decades between neighbouring arms on the log axis, so that error bars do not cover each other
 
 
 # ------------------------------------------------------------------------------- figures
-def plot_metric(ax, records, metric: str, models=None) -> None:
-    """``metric`` against labels per class (log axis): mean over seeds, band = its 95% interval."""
-    models = list(models or [*ARMS, TEACHER])
+def plot_metric(ax, records, metric: str, models=None, *, teacher_label: str | None = None) -> None:
+    """``metric`` against labels per class (log axis): the mean over seeds and its 95% interval
+    (error bars, from the seeds). "gain" is each arm minus the student from scratch of the same
+    seed, with the ±margin band of the verdict rule shaded. ``teacher_label`` renames the teacher."""
+    models = [m for m in (models or [*ARMS, TEACHER]) if not (metric == "gain" and m == "scratch")]
     table = summary(records, metric)
     budgets = budgets_of(records)
-    for model in (m for m in models if m in table and m != UPPER_BOUND):
-        if metric == "gain" and model == "scratch":
-            continue  # zero by definition
+    scale = SCALE[metric]
+    labels = {**LABELS, **({TEACHER: teacher_label} if teacher_label else {})}
+    drawn = [m for m in models if m in table and m != UPPER_BOUND]
+    for k, model in enumerate(drawn):
         points = [(b, *table[model][b]) for b in budgets if b in table[model]]
         xs, means, stds, counts = zip(*points)
+        xs = [x * 10 ** (DODGE * (k - (len(drawn) - 1) / 2)) for x in xs]
         style = STYLES.get(model) or dict(color=f"C{list(ARMS).index(model)}", linestyle="-")  # one colour per arm
-        ax.plot(xs, means, marker="o", ms=4, label=LABELS[model], **style)
         bands = [interval_from(m, s, n) for m, s, n in zip(means, stds, counts)]
-        if all(low == low for low, _ in bands):  # 95% interval of the mean, from two seeds on
-            ax.fill_between(xs, [low for low, _ in bands], [high for _, high in bands], color=style["color"], alpha=0.15)
-    if metric == "accuracy" and UPPER_BOUND in table:
+        if all(low == low for low, _ in bands):  # a 95% interval of the mean, from two seeds on
+            errors = [[scale * (m - low) for m, (low, _) in zip(means, bands)],
+                      [scale * (high - m) for m, (_, high) in zip(means, bands)]]
+        else:
+            errors = None
+        ax.errorbar(xs, [scale * m for m in means], yerr=errors, marker="o", ms=4, capsize=3, label=labels[model],
+                    **style)
+    if metric == "accuracy" and UPPER_BOUND in table and UPPER_BOUND in models:
         mean = sum(v[0] for v in table[UPPER_BOUND].values()) / len(table[UPPER_BOUND])
-        ax.axhline(mean, label=LABELS[UPPER_BOUND], **STYLES[UPPER_BOUND])
+        ax.axhline(scale * mean, label=labels[UPPER_BOUND], **STYLES[UPPER_BOUND])
     if metric == "gain":
+        shade_margin(ax, DEFAULT_MARGIN, vertical=False)
         ax.axhline(0, color="black", linewidth=0.8)
     everything = max((r["per_class"] for r in records if r["model"] == UPPER_BOUND), default=None)
     ax.set_xscale("log")
     ax.set_xticks(budgets, [f"all ({b})" if b == everything else str(b) for b in budgets])
+    ax.set_xlim(min(budgets) / 10 ** 0.2, max(budgets) * 10 ** 0.2)
     ax.minorticks_off()
-    ax.set(xlabel="labelled images per class (log scale)", ylabel=METRICS[metric], title=METRICS[metric])
+    ax.set(xlabel="labelled images per class (log scale)", ylabel=METRICS[metric])
     ax.grid(alpha=0.3)
 
 
-def overview_figure(records, title: str = "", models=None):
-    """Four panels: accuracy, gain over scratch, agreement with the teacher, ECE."""
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.4))
-    for ax, metric in zip(axes.flat, ("accuracy", "gain", "agreement", "ece")):
-        plot_metric(ax, records, metric, models)
-    axes[0, 0].legend(fontsize=7, loc="lower right")
+def overview_figure(records, title: str = "", *, metrics=("accuracy", "gain"), groups=None,
+                    teacher_label: str | None = None, teacher_gain: bool = True):
+    """One row per metric, one column per group of arms (:data:`GROUPS`); with a single group,
+    the metrics fill a grid of two columns. ``teacher_gain=False`` leaves the teacher out of the
+    gain panels (a teacher scored once is no paired comparison)."""
+    groups = dict(groups or GROUPS)
+    panels = [(metric, name, models) for metric in metrics for name, models in groups.items()]
+    columns = len(groups) if len(groups) > 1 else min(2, len(metrics))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, 3.9 * rows), squeeze=False)
+    for ax, (metric, name, models) in zip(axes.flat, panels):
+        shown = [m for m in models if teacher_gain or metric != "gain" or m != TEACHER]
+        shown += [UPPER_BOUND] if metric == "accuracy" else []
+        plot_metric(ax, records, metric, shown, teacher_label=teacher_label)
+        ax.set_title(f"{name}\n{METRICS[metric]}" if len(groups) > 1 else METRICS[metric], fontsize=10)
+        ax.legend(fontsize=7, loc="best")
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for r, metric in enumerate(metrics if len(groups) > 1 else ()):  # one scale per row, except for gains
+        if metric != "gain":
+            low = min(ax.get_ylim()[0] for ax in axes[r])
+            high = max(ax.get_ylim()[1] for ax in axes[r])
+            for ax in axes[r]:
+                ax.set_ylim(low, high)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -64,7 +99,8 @@ class TransferExplorer:
     def figure(self, metric: str | None = None, models=None):
         self.state = {"metric": metric or self.state["metric"], "models": list(models or self.state["models"])}
         fig, ax = plt.subplots(figsize=(8, 4.8))
-        plot_metric(ax, self.records, self.state["metric"], self.state["models"])
+        plot_metric(ax, self.records, self.state["metric"], [*self.state["models"], UPPER_BOUND])
+        ax.set_title(METRICS[self.state["metric"]])
         ax.legend(fontsize=7)
         fig.suptitle(self.title)
         fig.tight_layout()
