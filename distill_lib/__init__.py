@@ -27,6 +27,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _EXPORTS = {
     # core
     "Augment": "core.batches", "TensorBatches": "core.batches",
+    "BatchSource": "core.batches", "NoiseBatches": "core.batches",
     # the teacher's outputs on a dataset, computed once and cached (``.logits``, ``.features``)
     "cache_info": "core.cache", "clear_cache": "core.cache", "teacher_outputs": "core.cache", "cache_dir": "core.cache",
     "CheckpointError": "core.checkpoints", "load_checkpoint": "core.checkpoints", "save_checkpoint": "core.checkpoints",

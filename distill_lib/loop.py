@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .core import cache, checks
-from .core.batches import TensorBatches
+from .core.batches import BatchSource, TensorBatches
 from .core.device import autocast, prepare_model, resolve_device
 from .core.evaluate import ModelOutputs, metrics_from_logits, predict
 from .core.models import feature_shapes
@@ -130,7 +130,12 @@ def _check_inputs(student, train_set, method, teacher, eval_set, cache_teacher, 
         raise ValueError(f"method {method.name!r} learns from a teacher; pass teacher=...")
     if teacher is not None:
         checks.model("teacher", teacher)
-    checks.dataset("train_set", train_set)
+    if isinstance(train_set, BatchSource):  # made batches: no rows to cache by, nothing to augment
+        if cache_teacher is True or augment is not None:
+            raise ValueError(f"train_set is a batch source ({train_set!r}): its images are new every step, so "
+                             f"the teacher runs online; cache_logits=True and augment are refused")
+    else:
+        checks.dataset("train_set", train_set)
     if eval_set is not None:
         checks.dataset("eval_set", eval_set, allow_unlabelled=False)
     checks.strict_choice("cache_logits", cache_teacher, CACHE_MODES)
@@ -142,12 +147,16 @@ def _check_inputs(student, train_set, method, teacher, eval_set, cache_teacher, 
 def _class_count(student, teacher, train_set, eval_set, method) -> int:
     """The classes the student predicts; teacher and labels must agree with it."""
     device = next(student.parameters()).device
-    classes = output_size(student.to(device), train_set.images, "student")
+    made = isinstance(train_set, BatchSource)  # a made batch's labels are made too: nothing to check
+    example = torch.zeros(1, *train_set.input_shape) if made else train_set.images
+    classes = output_size(student.to(device), example, "student")
     if teacher is not None:
-        checks.same_class_count(classes, output_size(teacher, train_set.images, "teacher"))
-    for name, data in (("train_set", train_set), ("eval_set", eval_set)):
+        checks.same_class_count(classes, output_size(teacher, example, "teacher"))
+    for name, data in (("train_set", None if made else train_set), ("eval_set", eval_set)):
         if data is not None:
             checks.class_labels(f"{name}.labels", data.labels, classes, allow_unlabelled=name == "train_set")
+    if made:
+        return classes
     if method.requires_every_label and bool((train_set.labels < 0).any()):
         raise ValueError(f"method {method.name!r} needs a label for every training image; train_set has "
                          f"{int((train_set.labels < 0).sum())} unlabelled ones (-1)")
@@ -230,6 +239,10 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
           eval_every_epoch: bool = True, progress: str | None = None, desc: str = "train") -> History:
     """Train ``student`` on ``train_set`` with ``method`` (a ``distill_lib.methods`` object).
 
+    ``train_set`` is a Dataset (batches of ``batch_size`` rows) or a ``BatchSource`` that makes its
+    batches (a generator's images, noise): then an epoch is its ``steps`` batches, ``batch_size``
+    is the source's own and the teacher runs online on every batch.
+
     ``eval_set`` is scored after every epoch (``History.eval_metrics``, the learning curves), or
     with ``eval_every_epoch=False`` once, after the last epoch (``History.final`` only): for
     models whose evaluation costs as much as an epoch of training.
@@ -259,15 +272,16 @@ def train(student, train_set, method: Method, *, teacher=None, epochs: int = 10,
                    teacher_shapes=feature_shapes(teacher, train_set.input_shape) if teacher_stages else {},
                    num_classes=num_classes, seed=seed)
     method.to(device)  # after prepare: the modules it builds there (a hint's regressor) must move too
-    use_cache = use_teacher and (cache_logits is True or (cache_logits == "auto" and augment is None))
+    made = isinstance(train_set, BatchSource)
+    use_cache = use_teacher and not made and (cache_logits is True or (cache_logits == "auto" and augment is None))
     source = TeacherSource(
         cached=cache.teacher_outputs(teacher, train_set, teacher_stages, device=device).to(device) if use_cache else None,
         teacher=teacher if use_teacher and not use_cache else None, stages=teacher_stages)
-    batches = TensorBatches(train_set.images, train_set.labels, batch_size=batch_size, device=device,
-                            seed=seed, augment=augment)
+    batches = train_set.to(device) if made else TensorBatches(
+        train_set.images, train_set.labels, batch_size=batch_size, device=device, seed=seed, augment=augment)
     evaluate_now = _evaluator(student, method, eval_set, teacher, device)
     history = History(config={"method": method.name, **method.settings(), "epochs": epochs,
-                              "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+                              "batch_size": train_set.batch_size if made else batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
                               "augment": repr(augment), "teacher_cached": use_cache, "optimizer": optimizer,
                               "schedule": schedule})
     params = list(student.parameters()) + list(method.student_parameters())

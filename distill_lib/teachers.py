@@ -3,7 +3,9 @@
 ``get_teacher()`` returns a ready teacher in this order:
 1. the checkpoint shipped in ``data/`` (the full-profile Fashion-MNIST teacher, seed 0), when it is
    valid and records that recipe; it answers for ``seed=0`` of both profiles (a stronger teacher
-   makes the lessons clearer, and it was trained on none of the mini test images);
+   makes the lessons clearer, and it was trained on none of the mini test images). A recipe of
+   another name (``"lenet"``, notebook 07's LeNet-5-sized teacher) has its own shipped file
+   (:data:`SHIPPED_RECIPES`), which answers for that name and ``seed=0``;
 2. a teacher trained earlier with the same recipe and seed, from the checkpoint cache
    (``$DISTILL_LIB_CACHE`` or ``~/.cache/distill_lib``);
 3. otherwise it trains one with the profile's recipe and saves it into the cache.
@@ -37,6 +39,8 @@ PROFILES = tuple(TEACHER_RECIPES)  # the recipes live with every other profile s
 # What the shipped file is (the full recipe's teacher, seed 0) and the profiles it answers for.
 SHIPPED_PROFILE, SHIPPED_SEED = "full", 0
 SHIPPED_SERVES = ("quick", "full")
+# Other recipes shipped in data/ (seed 0), each answering for its own name only.
+SHIPPED_RECIPES = {"lenet": REPO_DATA_DIR / "teacher-lenet-fashion-mnist.pt"}
 
 
 def recipe(profile: str, **overrides) -> dict:
@@ -139,6 +143,8 @@ def get_teacher(profile: str = "quick", *, retrain: bool = False, seed: int = 0,
         candidates = []
         if use_shipped and profile in SHIPPED_SERVES and seed == SHIPPED_SEED:
             candidates.append((SHIPPED_TEACHER, expected_metadata(SHIPPED_PROFILE, SHIPPED_SEED, with_key=False)))
+        elif use_shipped and profile in SHIPPED_RECIPES and seed == SHIPPED_SEED:
+            candidates.append((SHIPPED_RECIPES[profile], expected_metadata(profile, SHIPPED_SEED)))
         candidates.append((cached, expected_metadata(profile, seed)))
         for path, expected in candidates:
             loaded = _try_load(path, expected)

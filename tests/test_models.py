@@ -18,6 +18,15 @@ def test_cnn_macs_match_closed_form():
     assert count_params(model) == convs + 2 * (16 + 32) + 32 * 10 + 10  # BN has weight and bias
 
 
+def test_lenet_counts_match_closed_form():
+    model = build_model("lenet5-bn")  # conv5 1->6 @28x28, pool, conv5 6->16 @10x10, pool, 400-120-84-10
+    assert count_macs(model) == 28 * 28 * 6 * 25 + 10 * 10 * 16 * 6 * 25 + 400 * 120 + 120 * 84 + 84 * 10
+    assert count_params(model) == 6 * 25 + 16 * 6 * 25 + 400 * 120 + 120 * 84 + 84 * 10 + 10 + 2 * (6 + 16 + 120 + 84)
+    assert build_model("lenet5-bn", in_shape=(3, 32, 32))(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="at least 10 x 10"):
+        build_model("lenet5-bn", in_shape=(1, 8, 8))
+
+
 @pytest.mark.parametrize("name", list(MODEL_PRESETS))
 def test_every_preset_returns_logits_and_features(name):
     model = build_model(name, seed=0).eval()

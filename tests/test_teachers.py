@@ -56,6 +56,32 @@ def test_shipped_teacher_was_made_by_the_full_recipe():
     assert metadata["dataset"] == "fashion-mnist" and metadata["seed"] == 0
 
 
+def test_shipped_lenet_teacher_scores_what_it_records_and_was_made_by_its_recipe(full_fashion_mnist_test):
+    images, labels = full_fashion_mnist_test
+    path = teachers.SHIPPED_RECIPES["lenet"]
+    model, metadata = dl.load_checkpoint(path)
+    model.eval()
+    with torch.no_grad():
+        predictions = torch.cat([model(chunk).argmax(1) for chunk in images.split(1000)])
+    accuracy = (predictions == labels).float().mean().item()
+    assert accuracy >= 0.90, f"the shipped LeNet teacher scores {accuracy:.4f} on the full test set"
+    assert metadata["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert metadata["recipe"] == teachers.TEACHER_RECIPES["lenet"] and metadata["seed"] == 0
+    assert metadata["weights_sha256"] == "1ff4e26019808db432f846d2e81d44f020d3160bbcb70600e7ca326a8c75c791"
+
+
+def test_get_teacher_serves_a_named_recipe_from_its_own_shipped_file(places, fake_training, monkeypatch):
+    monkeypatch.setitem(teachers.SHIPPED_RECIPES, "lenet", places / "lenet.pt")
+    _teacher_file(teachers.SHIPPED_RECIPES["lenet"], "lenet", marker="shipped lenet")
+    _teacher_file(teachers.SHIPPED_TEACHER, "full", marker="shipped")
+    _, metadata = dl.get_teacher("lenet")
+    assert metadata["marker"] == "shipped lenet" and fake_training == []
+    _, metadata = dl.get_teacher("quick")  # the profiles still get the full teacher
+    assert metadata["marker"] == "shipped"
+    _, metadata = dl.get_teacher("lenet", seed=1)  # another seed: trained with the recipe
+    assert metadata["marker"] == "trained" and fake_training == [("lenet", 1)]
+
+
 # The weights of the shipped teacher as trained (the digest quoted in data/README.md): re-saving the
 # file in a newer checkpoint format must never change them.
 SHIPPED_WEIGHTS_SHA256 = "fc1fabf6b123bf2bce4ec02df0e31fdb0d3c534f6c4aac08a7066ef70d789141"

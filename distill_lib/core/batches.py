@@ -84,3 +84,57 @@ class TensorBatches:
             if self.augment is not None:
                 images = self.augment(images, self.generator)
             yield images, self.labels[index], index
+
+
+class BatchSource:
+    """Batches that are made rather than read from a dataset: what the one training loop trains on
+    when there is no training set (a generator's images in data-free distillation, noise images).
+
+    A subclass sets ``input_shape`` (C, H, W), ``steps`` (batches per epoch) and ``batch_size``, and yields
+    ``(images, labels, index)`` like :class:`TensorBatches`: labels -1 mark images without a label,
+    and ``index`` is None, since there are no dataset rows to look cached teacher outputs up by (the
+    loop runs the teacher online on every batch). Pass one as ``train_set`` to ``distill_lib.train``.
+    """
+
+    input_shape: tuple = ()
+    steps: int = 0
+    batch_size: int = 0
+    device = torch.device("cpu")
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def to(self, device) -> "BatchSource":
+        """Make the batches on ``device`` from now on (the loop calls this with the training device)."""
+        self.device = torch.device(device)
+        return self
+
+    def __iter__(self):
+        raise NotImplementedError
+
+
+class NoiseBatches(BatchSource):
+    """Random images, the control of data-free distillation: ``"uniform"`` pixels in [0, 1] or
+    ``"gaussian"`` ones (mean 0.5, std 0.25, clipped to [0, 1]), drawn from a generator seeded with
+    ``seed`` on the CPU (the same seed gives the same images on any device)."""
+
+    KINDS = ("uniform", "gaussian")
+
+    def __init__(self, input_shape, *, steps: int, batch_size: int, kind: str = "uniform", seed: int = 0):
+        self.input_shape = tuple(input_shape)
+        self.steps = checks.positive_int("steps", steps)
+        self.batch_size = checks.positive_int("batch_size", batch_size)
+        self.kind = checks.one_of("kind", kind, self.KINDS)
+        self.generator = torch.Generator().manual_seed(checks.non_negative_int("seed", seed))
+
+    def __repr__(self) -> str:
+        return f"NoiseBatches({self.kind}, {self.steps} x {self.batch_size} images of {self.input_shape})"
+
+    def __iter__(self):
+        shape = (self.batch_size, *self.input_shape)
+        for _ in range(self.steps):
+            if self.kind == "uniform":
+                images = torch.rand(shape, generator=self.generator)
+            else:
+                images = (0.5 + 0.25 * torch.randn(shape, generator=self.generator)).clamp(0, 1)
+            yield images.to(self.device), torch.full((self.batch_size,), -1, device=self.device), None

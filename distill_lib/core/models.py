@@ -46,6 +46,10 @@ MODEL_PRESETS = {
     "mlp-small": ("mlp", {"hidden": (128,), "dropout": 0.0}),
     # Hinton et al. 2015's 800-800 student: overfits alone, which is where KD helps most.
     "mlp-hinton": ("mlp", {"hidden": (800, 800), "dropout": 0.0}),
+    # LeNet-5 with BatchNorm after every layer but the last (about 0.42M MACs, 62k parameters):
+    # the teacher size of the data-free papers (DAFL, DFAD, ZSKD), cheap enough to run forwards
+    # AND backwards through every generated batch on a CPU (notebook 07).
+    "lenet5-bn": ("lenet", {"channels": (6, 16), "hidden": (120, 84), "dropout": 0.0}),
 }
 
 
@@ -116,6 +120,28 @@ def make_dws_cnn(in_shape, num_classes, channels, dropout) -> StagedNet:
     return StagedNet(stages, head)
 
 
+def make_lenet(in_shape, num_classes, channels, hidden, dropout) -> StagedNet:
+    """LeNet-5 (LeCun et al. 1998) with BatchNorm: a 5x5 conv (padding 2) and a 5x5 conv (no
+    padding), each conv-BN-ReLU then a 2x2 max-pool; then fully connected BN-ReLU layers of
+    ``hidden`` units (stage ``fc``) and a linear head. 28x28 inputs give 16 x 5 x 5 features."""
+    if len(channels) != 2:
+        raise ValueError(f"a LeNet has two conv stages; got channels {tuple(channels)}")
+    size = (in_shape[1] // 2 - 4) // 2, (in_shape[2] // 2 - 4) // 2
+    if min(size) < 1:
+        raise ValueError(f"a LeNet needs images of at least 10 x 10 pixels; got {tuple(in_shape[1:])}")
+    stages = OrderedDict()
+    stages["stage1"] = nn.Sequential(nn.Conv2d(in_shape[0], channels[0], 5, padding=2, bias=False),
+                                     nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+    stages["stage2"] = nn.Sequential(nn.Conv2d(channels[0], channels[1], 5, bias=False),
+                                     nn.BatchNorm2d(channels[1]), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+    layers, width = [nn.Flatten()], channels[1] * size[0] * size[1]
+    for units in hidden:
+        layers += [nn.Linear(width, units, bias=False), nn.BatchNorm1d(units), nn.ReLU(inplace=True)]
+        width = units
+    stages["fc"] = nn.Sequential(*layers, nn.Dropout(dropout))
+    return StagedNet(stages, nn.Linear(width, num_classes))
+
+
 def make_mlp(in_shape, num_classes, hidden, dropout) -> StagedNet:
     """Fully connected ReLU layers; stage ``fc{i}`` is the i-th hidden layer's activation."""
     stages, width = OrderedDict(), math.prod(in_shape)
@@ -128,7 +154,7 @@ def make_mlp(in_shape, num_classes, hidden, dropout) -> StagedNet:
     return StagedNet(stages, nn.Linear(width, num_classes))
 
 
-FAMILIES = {"cnn": make_cnn, "mlp": make_mlp, "dws": make_dws_cnn}
+FAMILIES = {"cnn": make_cnn, "mlp": make_mlp, "dws": make_dws_cnn, "lenet": make_lenet}
 
 
 def build_model(name: str, num_classes: int = 10, *, in_shape=(1, 28, 28), seed: int | None = None,

@@ -20,6 +20,7 @@ from .adversarial import Adversarial, Discriminator
 from .attention import AttentionTransfer, attention_loss, attention_map
 from .base import Combined, Method, StepOutputs, StopTraining, combine
 from .ce import CrossEntropy
+from .data_free import DataFree, Generator, GeneratorBatches
 from .dkd import DKD, dkd_loss
 from .hint import Hint, HintRegressor, hint_loss
 from .kd import KD, LogitDistillation, LogitMSE, ProbabilityMSE, kd_loss, soft_targets
@@ -28,4 +29,5 @@ from .registry import LOGIT_LOSSES, METHODS, get_loss, get_method, logit_method
 __all__ = ["METHODS", "LOGIT_LOSSES", "get_method", "logit_method", "get_loss", "Method", "StepOutputs",
            "StopTraining", "Combined", "combine", "CrossEntropy", "LogitDistillation", "KD", "LogitMSE",
            "ProbabilityMSE", "DKD", "Hint", "HintRegressor", "AttentionTransfer", "Adversarial", "Discriminator",
+           "DataFree", "Generator", "GeneratorBatches",
            "kd_loss", "soft_targets", "dkd_loss", "hint_loss", "attention_map", "attention_loss"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 
 from ..core import checks
-from . import adversarial, attention, ce, dkd, hint, kd
+from . import adversarial, attention, ce, data_free, dkd, hint, kd
 from .base import Method
 from .kd import LogitDistillation
 
@@ -29,6 +29,7 @@ METHODS = {
     "hint": hint.Hint,
     "attention": attention.AttentionTransfer,
     "adversarial": adversarial.Adversarial,
+    "data-free": data_free.DataFree,
 }
 LOGIT_LOSSES = tuple(name for name, cls in METHODS.items() if issubclass(cls, LogitDistillation))
 

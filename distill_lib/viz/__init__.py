@@ -15,7 +15,7 @@ import importlib as _importlib
 def __getattr__(name: str):
     """``dl.viz.<name>`` loads a notebook's figures module on first use (the notebooks' one import is
     ``import distill_lib as dl``). The names are literals, so the layer test can read them."""
-    for module in (".adversarial", ".explorer", ".lightweight", ".matching", ".notebook", ".robustness",
+    for module in (".adversarial", ".data_free", ".explorer", ".lightweight", ".matching", ".notebook", ".robustness",
                    ".temperature", ".transfer"):
         if name == module[1:]:
             return _importlib.import_module(module, __name__)
