@@ -34,7 +34,7 @@ LAYERS = {
     "core": Layer(("core",), "core/", "data, batches, models, evaluation, the teacher-output cache, checkpoints, "
                   "checks, stats (means, paired intervals, the verdict rule), progress, result files"),
     "methods": Layer(("methods",), "methods/", "one file per distillation method (ce, kd: kl, mse-logits, "
-                     "mse-soft; dkd, hint, attention, adversarial) and the one registry by name", ("core",)),
+                     "mse-soft; dkd, hint, attention, adversarial, data-free) and the one registry by name", ("core",)),
     "loop": Layer(("loop",), "loop.py", "the one training loop: train, train_step, fit, distill",
                   ("core", "methods")),
     "profiles": Layer(("profiles",), "profiles.py", "every notebook's settings and each profile's value, "
