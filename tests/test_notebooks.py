@@ -85,7 +85,7 @@ def check_when_kd_pays_rows(path, fresh_rows):
     fresh effect lies within the quoted interval, give or take the row's margin (as the headline)."""
     quoted = pays.parse_table((NOTEBOOK_DIR.parent / "README.md").read_text(encoding="utf-8"))
     for row in fresh_rows:
-        key = (row["notebook"], row["comparison"])
+        key = pays.regime_key(row)
         assert key in quoted, f"{path.name}: its row {key} is not in README's when-kd-pays table: re-quote"
         found, mean = quoted[key], 100 * row["effect"]["mean"]
         slack = 100 * row["effect"]["margin"] + 0.005

@@ -12,16 +12,30 @@ def make_row(notebook="00", comparison="KD vs alone", kd=(0.86, 0.87, 0.85), alo
 
 
 def test_a_row_becomes_a_table_line_and_reads_back():
-    row = make_row()
-    text = pays.table([row, make_row("03", "KD + unlabelled vs KD", (0.6, 0.62, 0.61), (0.4, 0.41, 0.39))])
+    row, other = make_row(), make_row("03", "KD + unlabelled vs KD", (0.6, 0.62, 0.61), (0.4, 0.41, 0.39))
+    text = pays.table([row, other])
     parsed = pays.parse_table("intro\n\n" + text + "\n\nafter")
     # +1.33 points: 0.0133 x 2,000 = 27 test images (rounded), the differences' own interval
     low, high = stats.paired([0.86, 0.87, 0.85], [0.85, 0.85, 0.84]).ci95
-    assert parsed[("00", "KD vs alone")] == {"mean": 1.33, "low": round(100 * low, 2), "high": round(100 * high, 2),
+    assert parsed[pays.regime_key(row)] == {"mean": 1.33, "low": round(100 * low, 2), "high": round(100 * high, 2),
                                              "n": 3, "verdict": "inconclusive"}
     assert "| mlp-hinton (1,276,810) | 500 | 0 | CNN 93.40% | 4 | KL, alpha 0.9 |" in text
     assert "| +27 of 2,000 |" in text
-    assert parsed[("03", "KD + unlabelled vs KD")]["verdict"] == "gain"
+    assert parsed[pays.regime_key(other)]["verdict"] == "gain"
+
+
+def test_one_comparison_in_two_regimes_reads_back_as_two_rows():
+    """02 records "KD vs from scratch, T=4" for two students: each must read back as its own row."""
+    small = make_row("02", "KD vs from scratch, T=4", (0.80, 0.81, 0.80), (0.82, 0.83, 0.82))
+    large = {**make_row("02", "KD vs from scratch, T=4"), "student": "mlp-tiny", "student_params": 25_450}
+    parsed = pays.parse_table(pays.table([small, large]))
+    assert len(parsed) == 2
+    assert parsed[pays.regime_key(small)]["verdict"] == "loss" and parsed[pays.regime_key(large)]["mean"] == 1.33
+
+
+def test_the_same_regime_twice_is_refused():
+    with pytest.raises(ValueError, match="more than once"):
+        pays.table([make_row(), make_row()])
 
 
 @pytest.mark.parametrize("change, message", [

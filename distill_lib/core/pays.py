@@ -43,18 +43,41 @@ def regime_row(notebook: str, comparison: str, effect: stats.Comparison, *, stud
             "temperature": temperature, "loss": loss, "test_images": test_images, "effect": effect.to_dict()}
 
 
+def _regime_cells(row: dict) -> list:
+    """The table cells that say which regime a row is (all but the effect, its size and the verdict)."""
+    temperature = "–" if row["temperature"] is None else f"{row['temperature']:g}"
+    return [row["notebook"], row["comparison"], f"{row['student']} ({row['student_params']:,})",
+            str(row["labels_per_class"]), f"{row['unlabelled']:,}", row["teacher"], temperature, row["loss"]]
+
+
+def _key(cells: list) -> tuple:
+    """A row's identity: notebook, comparison, student, labels, unlabelled images, T and loss. One
+    comparison name can stand in several regimes (02's "KD vs from scratch, T=4" for two students),
+    so the name alone is not enough. The teacher cell is left out: it may quote a teacher trained in
+    the run (03's honest teacher), whose accuracy moves with the CPU."""
+    return tuple(cells[:5] + cells[6:8])
+
+
+def regime_key(row: dict) -> tuple:
+    """The key :func:`parse_table` files ``row`` under."""
+    return _key(_regime_cells(row))
+
+
 def table(rows: list) -> str:
-    """The Markdown table of ``rows`` (in the order given): one line per regime."""
+    """The Markdown table of ``rows`` (in the order given): one line per regime. Two rows of one
+    regime (the same :func:`regime_key`) are refused: a reader could not tell them apart."""
+    keys = [regime_key(row) for row in rows]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"when_kd_pays rows must each be one regime; these appear more than once: {repeated}")
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     for row in rows:
         effect = row["effect"]
         low, high = effect["ci95"]
         interval = "no interval" if low is None or math.isnan(low) else f"{100 * low:+.2f} to {100 * high:+.2f}"
-        temperature = "–" if row["temperature"] is None else f"{row['temperature']:g}"
-        cells = [row["notebook"], row["comparison"], f"{row['student']} ({row['student_params']:,})",
-                 str(row["labels_per_class"]), f"{row['unlabelled']:,}", row["teacher"], temperature, row["loss"],
-                 f"{100 * effect['mean']:+.2f} ({interval}), {len(effect['differences'])} seeds",
-                 f"{effect['mean'] * row['test_images']:+.0f} of {row['test_images']:,}", effect["verdict"]]
+        cells = _regime_cells(row) + [f"{100 * effect['mean']:+.2f} ({interval}), {len(effect['differences'])} seeds",
+                                      f"{effect['mean'] * row['test_images']:+.0f} of {row['test_images']:,}",
+                                      effect["verdict"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -63,7 +86,8 @@ _EFFECT = re.compile(r"(?P<mean>[+-]\d+\.\d+) \((?P<low>[+-]\d+\.\d+) to (?P<hig
 
 
 def parse_table(text: str) -> dict:
-    """``{(notebook, comparison): {mean, low, high, n, verdict}}`` (points) from a :func:`table` in ``text``."""
+    """``{regime key: {mean, low, high, n, verdict}}`` (points) from a :func:`table` in ``text``; the
+    key of a row is :func:`regime_key` (notebook, comparison, student, labels, unlabelled, T, loss)."""
     found = {}
     for line in text.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -72,6 +96,6 @@ def parse_table(text: str) -> dict:
         effect = _EFFECT.fullmatch(cells[8])
         if effect is None:
             continue
-        found[(cells[0], cells[1])] = {**{k: float(effect[k]) for k in ("mean", "low", "high")},
+        found[_key(cells)] = {**{k: float(effect[k]) for k in ("mean", "low", "high")},
                                        "n": int(effect["n"]), "verdict": cells[10]}
     return found
