@@ -16,6 +16,15 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture
+def cleared_cache():
+    """The teacher-output cache emptied (memory and disk) before and after the test."""
+    from distill_lib.core.cache import clear_cache
+    clear_cache(disk=True)
+    yield
+    clear_cache(disk=True)
+
+
+@pytest.fixture
 def tiny_dataset():
     """60 random 1x28x28 images in 10 classes: enough to exercise the code paths quickly."""
     from distill_lib.core.data import Dataset

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill_lib import build_model, fit
-from distill_lib.core.cache import clear_cache
 from distill_lib.core.data import Dataset
 from distill_lib.lessons.adversarial import SCHEMES, adversarial_distill, adversarial_gradients, gradient_agreement
 from distill_lib.loop import TrainingDiverged, train_step
@@ -45,11 +44,7 @@ class Scaled(nn.Module):
         return self.model(x) * self.factor
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    clear_cache(disk=True)
-    yield
-    clear_cache(disk=True)
+pytestmark = pytest.mark.usefixtures("cleared_cache")  # conftest: every test starts and ends with an empty cache
 
 
 # ------------------------------------------------------------------ losses and D

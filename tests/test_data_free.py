@@ -14,7 +14,7 @@ from torch.distributions import Normal, kl_divergence
 
 import distill_lib as dl
 from distill_lib.core.batches import BatchSource, NoiseBatches
-from distill_lib.core.cache import cache_info, clear_cache
+from distill_lib.core.cache import cache_info
 from distill_lib.core.data import Dataset
 from distill_lib.loop import train, train_step
 from distill_lib.methods import METHODS, get_method
@@ -41,11 +41,7 @@ def student_model(seed=0, classes=4):
     return dl.build_model("mlp-tiny", classes, in_shape=SHAPE, seed=seed, hidden=(16,))
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    clear_cache(disk=True)
-    yield
-    clear_cache(disk=True)
+pytestmark = pytest.mark.usefixtures("cleared_cache")  # conftest: every test starts and ends with an empty cache
 
 
 # ------------------------------------------------------------------ loss terms
